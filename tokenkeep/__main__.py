@@ -1,0 +1,5 @@
+"""Allow `python -m tokenkeep`."""
+
+from tokenkeep.cli import main
+
+main()

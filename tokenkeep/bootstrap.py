@@ -1,0 +1,60 @@
+"""The composition root: build the concrete service from settings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import requests
+
+from tokenkeep.config import Settings
+from tokenkeep.crypto import Cipher
+from tokenkeep.db import Database
+from tokenkeep.errors import ConfigError
+from tokenkeep.migrate import migrate, pending_migrations
+from tokenkeep.models import Clock
+from tokenkeep.oauth import ProviderClient
+from tokenkeep.repository import Repository
+from tokenkeep.service import TokenService
+
+
+def open_repository(settings: Settings, *, auto_migrate: bool = False) -> Repository:
+    """Open the database, check its schema and that the key can read it."""
+    db = Database(settings.database_path)
+    try:
+        if auto_migrate:
+            migrate(db)
+        elif pending_migrations(db):
+            raise ConfigError(
+                f"the database {settings.database_path} needs migrating; run `tokenkeep migrate`"
+            )
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"cannot open the database {settings.database_path} "
+            f"({type(exc).__name__}); check database_path and its folder's permissions"
+        ) from None
+    repo = Repository(db, Cipher(settings.encryption_key))
+    repo.check_key()
+    return repo
+
+
+def build_service(
+    settings: Settings,
+    *,
+    repo: Repository | None = None,
+    session: requests.Session | None = None,
+    clock: Clock = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TokenService:
+    """Wire repository, provider client and service together."""
+    if repo is None:
+        repo = open_repository(settings)
+    if session is None:
+        session = requests.Session()
+        session.headers["User-Agent"] = "TokenKeep"
+    client = ProviderClient(
+        session, timeout=settings.http_timeout_seconds, clock=clock, sleep=sleep
+    )
+    return TokenService(repo, client, settings, clock=clock, sleep=sleep)
