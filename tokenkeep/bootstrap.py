@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import requests
-
 from tokenkeep.config import Settings
 from tokenkeep.crypto import Cipher
 from tokenkeep.db import Database
 from tokenkeep.errors import ConfigError
 from tokenkeep.migrate import migrate, pending_migrations
 from tokenkeep.models import Clock
-from tokenkeep.oauth import ProviderClient
+from tokenkeep.oauth import ProviderClient, Session, new_session
 from tokenkeep.repository import Repository
 from tokenkeep.service import TokenService
 
@@ -44,7 +42,7 @@ def build_service(
     settings: Settings,
     *,
     repo: Repository | None = None,
-    session: requests.Session | None = None,
+    session: Session | None = None,
     clock: Clock = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TokenService:
@@ -52,8 +50,7 @@ def build_service(
     if repo is None:
         repo = open_repository(settings)
     if session is None:
-        session = requests.Session()
-        session.headers["User-Agent"] = "TokenKeep"
+        session = new_session()
     client = ProviderClient(
         session, timeout=settings.http_timeout_seconds, clock=clock, sleep=sleep
     )

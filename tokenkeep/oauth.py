@@ -28,6 +28,16 @@ _STANDARD_FIELDS = frozenset(
 )
 
 
+Session = requests.Session
+
+
+def new_session() -> requests.Session:
+    """The HTTP session used for provider calls in production."""
+    session = requests.Session()
+    session.headers["User-Agent"] = "TokenKeep"
+    return session
+
+
 def new_code_verifier() -> str:
     """A PKCE code verifier: 43 characters from 32 random bytes (RFC 7636 section 4.1)."""
     return secrets.token_urlsafe(32)

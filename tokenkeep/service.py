@@ -9,10 +9,7 @@ processes poll the row until the lease clears or expires.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
-import secrets
 import threading
 import time
 import uuid
@@ -20,13 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from tokenkeep.authorization import (  # noqa: F401 - re-exported
+    AuthorizationFlow,
+    AuthorizationStart,
+    browser_binding,
+    state_hash,
+)
 from tokenkeep.config import Settings
 from tokenkeep.errors import (
     InvalidRequest,
     NotConnected,
     PermanentUpstreamError,
     ReauthorizationRequired,
-    StateError,
     TokenKeepError,
     UnknownProvider,
     UpstreamError,
@@ -35,13 +37,12 @@ from tokenkeep.errors import (
 from tokenkeep.models import (
     NEEDS_REAUTH,
     Clock,
-    PendingAuthorization,
     Provider,
     ProviderChanges,
     TokenRecord,
     is_valid_alias,
 )
-from tokenkeep.oauth import ProviderClient, code_challenge_s256, new_code_verifier
+from tokenkeep.oauth import ProviderClient
 from tokenkeep.registration import build_provider
 from tokenkeep.repository import Repository
 
@@ -58,14 +59,6 @@ class TokenResult:
 
 
 @dataclass(frozen=True)
-class AuthorizationStart:
-    """Where to send the browser, and the value binding the flow to that browser."""
-
-    url: str
-    browser_binding: str
-
-
-@dataclass(frozen=True)
 class RefreshOutcome:
     """What refresh-all did for one provider."""
 
@@ -75,17 +68,7 @@ class RefreshOutcome:
     expires_at: float | None = None
 
 
-def state_hash(state: str) -> str:
-    """The key a state is stored under; the state itself is never stored."""
-    return hashlib.sha256(b"tokenkeep-state:" + state.encode()).hexdigest()
-
-
-def browser_binding(state: str) -> str:
-    """The cookie value that ties a state to the browser that started the flow."""
-    return hashlib.sha256(b"tokenkeep-browser:" + state.encode()).hexdigest()
-
-
-class TokenService:
+class TokenService(AuthorizationFlow):
     """The application's use cases; the web and CLI layers only translate."""
 
     def __init__(
@@ -127,73 +110,6 @@ class TokenService:
     def reauthorize_url(self, alias: str) -> str:
         """Where an operator re-authorizes a provider."""
         return f"{self.settings.public_url}/auth?provider={quote(alias)}"
-
-    # -- authorization code flow ---------------------------------------------------
-
-    def start_authorization(self, alias: str) -> AuthorizationStart:
-        """Create a single-use state (and PKCE verifier) and build the provider URL."""
-        provider = self._provider(alias)
-        now = self.clock()
-        state = secrets.token_urlsafe(32)  # 256 bits (RFC 9700 section 4.7)
-        verifier = new_code_verifier() if provider.pkce else None
-        redirect_uri = provider.redirect_uri or self.settings.redirect_uri
-        self.repo.save_pending(
-            PendingAuthorization(
-                state_hash=state_hash(state),
-                alias=alias,
-                code_verifier=verifier,
-                redirect_uri=redirect_uri,
-                created_at=now,
-                expires_at=now + self.settings.state_ttl_seconds,
-            ),
-            now,
-        )
-        url = self.client.authorization_url(
-            provider,
-            state=state,
-            redirect_uri=redirect_uri,
-            code_challenge=None if verifier is None else code_challenge_s256(verifier),
-        )
-        return AuthorizationStart(url=url, browser_binding=browser_binding(state))
-
-    def take_state(
-        self, state: str | None, binding: str | None, provider_hint: str | None = None
-    ) -> PendingAuthorization:
-        """Consume a callback's state: known, unexpired, unused and from this browser."""
-        if not state:
-            raise StateError("the callback carries no state; start again from /auth")
-        if not binding or not hmac.compare_digest(binding, browser_binding(state)):
-            # Checked before the state is consumed: a foreign browser changes nothing.
-            raise StateError(
-                "this authorization was started in a different browser (or its cookie "
-                "was lost); start again from /auth in this browser"
-            )
-        pending = self.repo.take_pending(state_hash(state))
-        if pending is None:
-            raise StateError("unknown or already used state; start again from /auth")
-        if pending.expires_at < self.clock():
-            raise StateError("this authorization expired; start again from /auth")
-        if provider_hint is not None and provider_hint != pending.alias:
-            raise StateError("the state belongs to another provider; start again from /auth")
-        return pending
-
-    def complete_authorization(
-        self, pending: PendingAuthorization, code: str | None
-    ) -> tuple[Provider, TokenRecord]:
-        """Exchange the code and store the tokens; nothing is stored on failure."""
-        if not code:
-            raise InvalidRequest("the callback carries no authorization code")
-        provider = self._provider(pending.alias)
-        tokens = self.client.exchange_code(
-            provider,
-            code=code,
-            redirect_uri=pending.redirect_uri,
-            code_verifier=pending.code_verifier,
-        )
-        self.repo.store_authorized(provider.alias, tokens, self.clock())
-        record = self.repo.get_token(provider.alias)
-        assert record is not None
-        return provider, record
 
     # -- serving tokens -------------------------------------------------------------
 

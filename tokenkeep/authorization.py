@@ -1,0 +1,114 @@
+"""The authorization code flow: single-use, browser-bound state and PKCE.
+
+State is 256 random bits stored only as a hash, expires after
+`state_ttl_seconds`, can be used once, and is bound to the browser that
+started the flow by a cookie (RFC 9700 section 4.7; RFC 6749 section 10.12).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from tokenkeep.config import Settings
+from tokenkeep.errors import InvalidRequest, StateError
+from tokenkeep.models import Clock, PendingAuthorization, Provider, TokenRecord
+from tokenkeep.oauth import ProviderClient, code_challenge_s256, new_code_verifier
+from tokenkeep.repository import Repository
+
+
+@dataclass(frozen=True)
+class AuthorizationStart:
+    """Where to send the browser, and the value binding the flow to that browser."""
+
+    url: str
+    browser_binding: str
+
+
+def state_hash(state: str) -> str:
+    """The key a state is stored under; the state itself is never stored."""
+    return hashlib.sha256(b"tokenkeep-state:" + state.encode()).hexdigest()
+
+
+def browser_binding(state: str) -> str:
+    """The cookie value that ties a state to the browser that started the flow."""
+    return hashlib.sha256(b"tokenkeep-browser:" + state.encode()).hexdigest()
+
+
+class AuthorizationFlow:
+    """Starts and completes authorizations; mixed into TokenService."""
+
+    repo: Repository
+    client: ProviderClient
+    settings: Settings
+    clock: Clock
+
+    def _provider(self, alias: str) -> Provider:
+        raise NotImplementedError
+
+    def start_authorization(self, alias: str) -> AuthorizationStart:
+        """Create a single-use state (and PKCE verifier) and build the provider URL."""
+        provider = self._provider(alias)
+        now = self.clock()
+        state = secrets.token_urlsafe(32)  # 256 bits (RFC 9700 section 4.7)
+        verifier = new_code_verifier() if provider.pkce else None
+        redirect_uri = provider.redirect_uri or self.settings.redirect_uri
+        self.repo.save_pending(
+            PendingAuthorization(
+                state_hash=state_hash(state),
+                alias=alias,
+                code_verifier=verifier,
+                redirect_uri=redirect_uri,
+                created_at=now,
+                expires_at=now + self.settings.state_ttl_seconds,
+            ),
+            now,
+        )
+        url = self.client.authorization_url(
+            provider,
+            state=state,
+            redirect_uri=redirect_uri,
+            code_challenge=None if verifier is None else code_challenge_s256(verifier),
+        )
+        return AuthorizationStart(url=url, browser_binding=browser_binding(state))
+
+    def take_state(
+        self, state: str | None, binding: str | None, provider_hint: str | None = None
+    ) -> PendingAuthorization:
+        """Consume a callback's state: known, unexpired, unused and from this browser."""
+        if not state:
+            raise StateError("the callback carries no state; start again from /auth")
+        if not binding or not hmac.compare_digest(binding, browser_binding(state)):
+            # Checked before the state is consumed: a foreign browser changes nothing.
+            raise StateError(
+                "this authorization was started in a different browser (or its cookie "
+                "was lost); start again from /auth in this browser"
+            )
+        pending = self.repo.take_pending(state_hash(state))
+        if pending is None:
+            raise StateError("unknown or already used state; start again from /auth")
+        if pending.expires_at < self.clock():
+            raise StateError("this authorization expired; start again from /auth")
+        if provider_hint is not None and provider_hint != pending.alias:
+            raise StateError("the state belongs to another provider; start again from /auth")
+        return pending
+
+    def complete_authorization(
+        self, pending: PendingAuthorization, code: str | None
+    ) -> tuple[Provider, TokenRecord]:
+        """Exchange the code and store the tokens; nothing is stored on failure."""
+        if not code:
+            raise InvalidRequest("the callback carries no authorization code")
+        provider = self._provider(pending.alias)
+        tokens = self.client.exchange_code(
+            provider,
+            code=code,
+            redirect_uri=pending.redirect_uri,
+            code_verifier=pending.code_verifier,
+        )
+        self.repo.store_authorized(provider.alias, tokens, self.clock())
+        record = self.repo.get_token(provider.alias)
+        assert record is not None
+        return provider, record

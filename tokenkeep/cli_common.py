@@ -1,0 +1,81 @@
+"""Shared pieces of the command line: lazy state, the error wrapper, small parsers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from tokenkeep.config import Settings, load_settings, resolve_config_path
+from tokenkeep.errors import InvalidRequest, TokenKeepError
+
+if TYPE_CHECKING:
+    from tokenkeep.service import TokenService
+
+
+class State:
+    """Per-invocation state: the config path and lazily built collaborators."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config_path = resolve_config_path(config, os.environ)
+        self._settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        """Load (once) and validate the configuration."""
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    def service(self, *, auto_migrate: bool = False) -> TokenService:
+        """Build the service on the configured database."""
+        from tokenkeep.bootstrap import build_service, open_repository
+
+        settings = self.settings()
+        return build_service(settings, repo=open_repository(settings, auto_migrate=auto_migrate))
+
+
+class TokenKeepGroup(click.Group):
+    """Turns TokenKeep errors into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; never show a traceback for an expected failure."""
+        try:
+            return super().invoke(ctx)
+        except TokenKeepError as exc:
+            _fail(exc.description, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def parse_params(values: tuple[str, ...], flag: str) -> dict[str, str] | None:
+    if not values:
+        return None
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"{flag} takes KEY=VALUE, got {item!r}")
+        params[key.strip()] = value
+    return params
+
+
+def duration(seconds: int) -> str:
+    if seconds < 0:
+        return "expired"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,155 @@
+"""Provider commands: register-provider, providers, remove-provider."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from tokenkeep.cli_common import State, duration, parse_params, pass_state
+from tokenkeep.errors import InvalidRequest
+from tokenkeep.models import AUTH_METHODS, ProviderChanges
+
+
+@click.command("register-provider")
+@click.argument("alias", required=False)
+@click.option("--client-id", help="OAuth client id.")
+@click.option("--client-secret", help="OAuth client secret (prompted, hidden, if omitted).")
+@click.option("--authorize-url", help="The provider's authorization endpoint.")
+@click.option("--token-url", help="The provider's token endpoint.")
+@click.option("--scope", "scopes", multiple=True, help="A scope to request (repeatable).")
+@click.option("--scope-separator", help="How scopes are joined (default: a space).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra authorize parameter, e.g. access_type=offline (repeatable).",
+)
+@click.option(
+    "--token-param",
+    "token_params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra token request parameter (repeatable).",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(AUTH_METHODS),
+    help="How the client authenticates at the token endpoint.",
+)
+@click.option("--pkce/--no-pkce", default=None, help="Send a PKCE S256 challenge (default: on).")
+@click.option("--redirect-uri", help="Override the redirect URI (default: PUBLIC_URL/callback).")
+@click.option(
+    "--default-lifetime",
+    type=click.IntRange(1),
+    metavar="SECONDS",
+    help="Token lifetime to assume when the provider sends no expires_in.",
+)
+@pass_state
+def register_provider(state: State, /, alias: str | None, **opts: Any) -> None:
+    """Register a provider, or update one (its tokens are kept).
+
+    Prompts for whatever a new provider still needs when run interactively.
+
+    Example: tokenkeep register-provider zoho --client-id ID --authorize-url
+    https://accounts.zoho.com/oauth/v2/auth --token-url https://accounts.zoho.com/oauth/v2/token
+    --scope ZohoCRM.modules.ALL --scope-separator , --param access_type=offline
+    --param prompt=consent --auth-method client_secret_post
+    """
+    service = state.service()
+    try:
+        if not alias:
+            alias = click.prompt("Provider alias (e.g. zoho)")
+        assert alias is not None
+        service.check_alias(alias)
+        exists = service.repo.get_provider(alias) is not None
+        if not exists:
+            for key, label in (
+                ("client_id", "Client ID"),
+                ("authorize_url", "Authorize URL"),
+                ("token_url", "Token URL"),
+            ):
+                if not opts[key]:
+                    opts[key] = click.prompt(label)
+            if not opts["client_secret"]:
+                opts["client_secret"] = click.prompt("Client secret", hide_input=True)
+            if not opts["scopes"] and sys.stdin.isatty():
+                answer = click.prompt(
+                    "Scopes (space separated, empty for none)", default="", show_default=False
+                )
+                opts["scopes"] = tuple(answer.split())
+    except click.Abort:
+        raise InvalidRequest(
+            "missing values for a new provider: pass --client-id, --client-secret, "
+            "--authorize-url and --token-url (or run interactively)"
+        ) from None
+    changes = ProviderChanges(
+        client_id=opts["client_id"],
+        client_secret=opts["client_secret"],
+        authorize_url=opts["authorize_url"],
+        token_url=opts["token_url"],
+        scopes=tuple(opts["scopes"]) or None,
+        scope_separator=opts["scope_separator"],
+        auth_method=opts["auth_method"],
+        pkce=opts["pkce"],
+        redirect_uri=opts["redirect_uri"],
+        authorize_params=parse_params(opts["params"], "--param"),
+        token_params=parse_params(opts["token_params"], "--token-param"),
+        default_lifetime_seconds=opts["default_lifetime"],
+    )
+    provider, created = service.register_provider(alias, changes)
+    verb = "Registered" if created else "Updated"
+    redirect = provider.redirect_uri or state.settings().redirect_uri
+    click.echo(f"{verb} {provider.alias}.")
+    click.echo(f"Redirect URI to register at the provider: {redirect}")
+    click.echo(f"Authorize it in a browser: {service.reauthorize_url(provider.alias)}")
+
+
+@click.command("providers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_state
+def providers_(state: State, as_json: bool) -> None:
+    """Show every provider: connected or not, expiry, last refresh, last error.
+
+    Example: tokenkeep providers --json
+    """
+    service = state.service()
+    now = time.time()
+    rows = [s.to_dict(now) for s in service.repo.list_statuses()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No providers registered. Add one with `tokenkeep register-provider`.")
+        return
+    click.echo(
+        f"{'PROVIDER':<20} {'STATUS':<14} {'EXPIRES IN':<12} {'LAST REFRESH':<21} LAST ERROR"
+    )
+    for r in rows:
+        expires = "-" if r["expires_in"] is None else duration(r["expires_in"])
+        if r["status"] != "not_connected" and r["expires_in"] is None:
+            expires = "never"
+        click.echo(
+            f"{r['provider']:<20} {r['status']:<14} {expires:<12} "
+            f"{r['last_refresh'] or '-':<21} {r['last_error'] or '-'}"
+        )
+
+
+@click.command("remove-provider")
+@click.argument("alias")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def remove_provider(state: State, alias: str, yes: bool) -> None:
+    """Delete a provider and its stored tokens.
+
+    Example: tokenkeep remove-provider zoho --yes
+    """
+    service = state.service()
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Delete {alias} and its tokens?", abort=True)
+    service.remove_provider(alias)
+    click.echo(f"Removed {alias}.")
