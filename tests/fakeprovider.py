@@ -22,6 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
+CLIENT_ID = "tk-client"
+CLIENT_SECRET = "tk-client-secret-0123456789"
+
 
 @dataclass
 class _Grant:
@@ -29,7 +32,6 @@ class _Grant:
 
     scope: str
     access: dict[str, float] = field(default_factory=dict)  # token -> expires_at
-    refresh: str | None = None  # the one valid refresh token
     spent: set[str] = field(default_factory=set)  # rotated-out refresh tokens
     revoked: bool = False
 
@@ -37,7 +39,6 @@ class _Grant:
 @dataclass
 class _Code:
     grant: _Grant
-    client_id: str
     redirect_uri: str
     challenge: str | None
     used: bool = False
@@ -49,8 +50,8 @@ class FakeProvider:
     def __init__(
         self,
         *,
-        client_id: str = "tk-client",
-        client_secret: str = "tk-client-secret-0123456789",
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
         redirect_uris: Iterable[str] = (),
         client_auth: str = "client_secret_basic",  # or client_secret_post, any
         require_pkce: bool = True,
@@ -79,6 +80,7 @@ class FakeProvider:
         self.authorize_requests: list[dict[str, str]] = []
         self._codes: dict[str, _Code] = {}
         self._refresh: dict[str, _Grant] = {}  # current and spent refresh tokens
+        self._access: dict[str, _Grant] = {}
         self._fail_next: list[tuple[int, dict[str, Any]]] = []
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -99,7 +101,9 @@ class FakeProvider:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def fail_next(self, count: int = 1, status: int = 503, body: dict[str, Any] | None = None) -> None:
+    def fail_next(
+        self, count: int = 1, status: int = 503, body: dict[str, Any] | None = None
+    ) -> None:
         """Answer the next `count` token requests with `status` (an outage, by default)."""
         with self.lock:
             reply = body if body is not None else {"error": "temporarily_unavailable"}
@@ -122,7 +126,7 @@ class FakeProvider:
             else:
                 code = secrets.token_urlsafe(16)
                 grant = _Grant(scope=q.get("scope", ""))
-                self._codes[code] = _Code(grant, self.client_id, redirect_uri, challenge)
+                self._codes[code] = _Code(grant, redirect_uri, challenge)
                 params = {"code": code}
         if "state" in q:
             params["state"] = q["state"]
@@ -133,8 +137,8 @@ class FakeProvider:
         grant_type = form.get("grant_type")
         with self.lock:
             self.token_requests += 1
-            self.code_exchanges += grant_type == "authorization_code"
-            self.refresh_requests += grant_type == "refresh_token"
+            self.code_exchanges += int(grant_type == "authorization_code")
+            self.refresh_requests += int(grant_type == "refresh_token")
             failure = self._fail_next.pop(0) if self._fail_next else None
             delay, gate = self.delay, self.gate
         if delay:
@@ -156,8 +160,10 @@ class FakeProvider:
         scheme, _, encoded = authorization.partition(" ")
         in_body = "client_secret" in form
         if scheme.lower() == "basic" and not in_body and self.client_auth != "client_secret_post":
-            raw = base64.b64decode(encoded).decode()
-            user, _, password = raw.partition(":")
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                return False
             return (unquote_plus(user), unquote_plus(password)) == (
                 self.client_id,
                 self.client_secret,
@@ -201,18 +207,17 @@ class FakeProvider:
         self.replay_detected = True
         grant.revoked = True
         grant.access.clear()
-        grant.refresh = None
 
     def _issue(self, grant: _Grant, *, new_refresh: bool) -> dict[str, Any]:
         access = secrets.token_urlsafe(24)
         lifetime = self.expires_in if self.expires_in is not None else 10**9
         grant.access[access] = self.clock() + lifetime
+        self._access[access] = grant
         self.issued_access_tokens.append(access)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer"}
         if new_refresh:
-            grant.refresh = secrets.token_urlsafe(24)
-            self._refresh[grant.refresh] = grant
-            body["refresh_token"] = grant.refresh
+            body["refresh_token"] = refresh = secrets.token_urlsafe(24)
+            self._refresh[refresh] = grant
         if self.expires_in is not None:
             body["expires_in"] = self.expires_in
         return {**body, "scope": grant.scope, **self.extra_fields}
@@ -220,10 +225,8 @@ class FakeProvider:
     def token_is_valid(self, access_token: str) -> bool:
         """True while `access_token` is issued, unexpired and its grant not revoked."""
         with self.lock:
-            grants = {id(g): g for g in self._refresh.values()}
-            grants.update({id(c.grant): c.grant for c in self._codes.values()})
-            now = self.clock()
-            return any(g.access.get(access_token, 0.0) > now for g in grants.values())
+            grant = self._access.get(access_token)
+            return grant is not None and grant.access.get(access_token, 0.0) > self.clock()
 
     # -- HTTP plumbing ------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ SOURCE = Path(__file__).resolve().parents[1] / "tokenkeep"
 EDGE_IMPORTS = {
     "flask": {"web"},
     "werkzeug": {"web"},
-    "click": {"cli", "cli_common", "cli_providers", "cli_refresh"},
+    "click": {"cli", "cli_common", "cli_providers", "cli_refresh", "cli_keys"},
     "requests": {"oauth"},
-    "sqlite3": {"db", "migrate", "repository"},
+    "sqlite3": {"db", "migrate", "repository", "keystore"},
     "gunicorn": {"server"},
     "cryptography": {"crypto"},
 }

@@ -33,7 +33,7 @@ def open_repository(settings: Settings, *, auto_migrate: bool = False) -> Reposi
             f"cannot open the database {settings.database_path} "
             f"({type(exc).__name__}); check database_path and its folder's permissions"
         ) from None
-    repo = Repository(db, Cipher(settings.encryption_key))
+    repo = Repository(db, Cipher(settings.encryption_key, *settings.old_encryption_keys))
     repo.check_key()
     return repo
 

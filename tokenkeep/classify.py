@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tokenkeep.errors import PermanentUpstreamError, TokenKeepError, UpstreamError
@@ -65,13 +65,26 @@ def retry_after_seconds(header: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace any secret the provider echoed back (at least 4 characters long)."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def classify_error(
-    alias: str, status: int, body: Mapping[str, Any], retry_after: float | None
+    alias: str,
+    status: int,
+    body: Mapping[str, Any],
+    retry_after: float | None,
+    secrets: Iterable[str] = (),
 ) -> TokenKeepError:
     """Turn an error answer from a token endpoint into the right exception."""
-    code = _error_code(body)
+    secrets = tuple(secrets)
+    code = redact(_error_code(body), secrets)
     description = body.get("error_description") or body.get("message") or ""
-    description = clean_text(str(description)) if description else ""
+    description = clean_text(redact(str(description), secrets)) if description else ""
     codes = body.get("error_codes")
     throttled = bool(_THROTTLE_RE.search(f"{code} {description}")) or (
         isinstance(codes, list) and 50196 in codes

@@ -128,7 +128,7 @@ def serve(
 
 
 def _add_commands() -> None:
-    from tokenkeep import cli_providers, cli_refresh
+    from tokenkeep import cli_keys, cli_providers, cli_refresh
 
     for command in (
         cli_providers.register_provider,
@@ -136,6 +136,9 @@ def _add_commands() -> None:
         cli_providers.remove_provider,
         cli_refresh.refresh,
         cli_refresh.refresh_all,
+        cli_keys.keys,
+        cli_keys.auth_link,
+        cli_keys.rotate_key,
     ):
         main.add_command(command)
 

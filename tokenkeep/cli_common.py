@@ -28,8 +28,12 @@ class State:
             self._settings = load_settings(self.config_path)
         return self._settings
 
-    def service(self, *, auto_migrate: bool = False) -> TokenService:
-        """Build the service on the configured database."""
+    def service(self, *, auto_migrate: bool = True) -> TokenService:
+        """Build the service on the configured database, migrating it first.
+
+        Migrations are forward-only and atomic, so applying them from any
+        command is safe, and a hand-written config needs no extra step.
+        """
         from tokenkeep.bootstrap import build_service, open_repository
 
         settings = self.settings()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import math
 import os
+import re
 import secrets
 import stat
 import tomllib
@@ -36,6 +39,7 @@ class Settings:
     api_secret_token: str = field(repr=False)
     admin_password: str = field(repr=False)
     encryption_key: str = field(repr=False)
+    old_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     database_path: Path = Path("tokenkeep.db")
     refresh_margin_seconds: int = 300
     http_timeout_seconds: float = 10.0
@@ -67,6 +71,7 @@ _TYPES: dict[str, type] = {
     "api_secret_token": str,
     "admin_password": str,
     "encryption_key": str,
+    "old_encryption_keys": tuple,
     "database_path": Path,
     "refresh_margin_seconds": int,
     "http_timeout_seconds": float,
@@ -138,7 +143,7 @@ def generate_config(public_url: str = "http://127.0.0.1:8000") -> tuple[str, dic
     secrets_ = {
         "api_secret_token": secrets.token_urlsafe(32),
         "admin_password": secrets.token_urlsafe(18),
-        "encryption_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "encryption_key": new_encryption_key(),
     }
     text = f"""# TokenKeep configuration, written by `tokenkeep init`. Keep it private (mode 0600).
 # Every key can be overridden by an environment variable TOKENKEEP_<KEY>.
@@ -160,6 +165,19 @@ threads = 8
     return text, secrets_
 
 
+def is_fernet_key(key: str) -> bool:
+    """True for 32 bytes in url-safe base64."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode())) == 32
+    except (ValueError, binascii.Error):
+        return False
+
+
+def new_encryption_key() -> str:
+    """A fresh random encryption key."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
@@ -173,30 +191,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config path {path} is a directory, not a TOML file") from None
     except PermissionError:
         raise ConfigError(f"config file {path} is not readable by this user") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8; save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc}); fix the syntax") from None
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     kind = _TYPES[key]
+    if kind is tuple:
+        if isinstance(value, str):  # from the environment: comma-separated
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings")
+        return tuple(value)
     if kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a whole number, got a boolean")
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
             return int(value)
         raise ConfigError(f"{where}: expected a whole number, got {type(value).__name__}")
     if kind is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got a boolean")
+        number: float | None = None
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and math.isfinite(number):
+            return number
         raise ConfigError(f"{where}: expected a number, got {type(value).__name__}")
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
@@ -226,14 +253,14 @@ def _validate(s: Settings, path: Path) -> None:
                 f"{path}: {key} is too short ({minimum} characters at least); "
                 "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
-    try:
-        if len(base64.urlsafe_b64decode(s.encryption_key.encode())) != 32:
-            raise ValueError
-    except (ValueError, binascii.Error):
-        raise ConfigError(
-            f"{path}: encryption_key must be 32 bytes in url-safe base64 (a Fernet key); "
-            "`tokenkeep init` generates one"
-        ) from None
+    for name, key in [("encryption_key", s.encryption_key)] + [
+        ("old_encryption_keys", k) for k in s.old_encryption_keys
+    ]:
+        if not is_fernet_key(key):
+            raise ConfigError(
+                f"{path}: {name} must be 32 bytes in url-safe base64 (a Fernet key); "
+                "`tokenkeep init` generates one"
+            )
     if s.log_format not in ("text", "json"):
         raise ConfigError(f"{path}: log_format must be 'text' or 'json' (got {s.log_format!r})")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -253,3 +280,24 @@ def _validate(s: Settings, path: Path) -> None:
             raise ConfigError(f"{path}: {key} must not be negative")
     if s.port > 65535:
         raise ConfigError(f"{path}: port must be at most 65535")
+
+
+def write_encryption_keys(path: Path, primary: str, old: tuple[str, ...]) -> None:
+    """Rewrite `encryption_key` and `old_encryption_keys` in the config file atomically.
+
+    Other lines, comments included, are kept; the file stays mode 0600.
+    """
+    lines = path.read_text("utf-8").splitlines()
+    kept = [
+        line for line in lines if not re.match(r"\s*(encryption_key|old_encryption_keys)\s*=", line)
+    ]
+    kept.append(f'encryption_key = "{primary}"')
+    if old:
+        kept.append("old_encryption_keys = [" + ", ".join(f'"{k}"' for k in old) + "]")
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(kept) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)

@@ -51,6 +51,17 @@ class InvalidToken(TokenKeepError):
     status = 401
 
 
+class TooManyRequests(TokenKeepError):
+    """Too many failed authentications from this address; wait and retry."""
+
+    code = "too_many_requests"
+    status = 429
+
+    def __init__(self, description: str, *, retry_after: float) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
 class InsufficientScope(TokenKeepError):
     """The caller's key may not read this provider."""
 

@@ -196,3 +196,13 @@ class ProviderStatus:
             "last_error": self.last_error,
             "last_error_at": iso8601(self.last_error_at),
         }
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A scoped caller key as stored (the key itself is never stored)."""
+
+    name: str
+    providers: tuple[str, ...] | None
+    created_at: float
+    last_used_at: float | None

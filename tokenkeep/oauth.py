@@ -121,7 +121,7 @@ class ProviderClient:
         if code_verifier is not None:
             data["code_verifier"] = code_verifier
         response = self._send(provider, data, deadline=self.clock() + self.timeout, retries=0)
-        return self._parse(provider, response)
+        return self._parse(provider, response, (code, code_verifier or ""))
 
     def refresh(
         self, provider: Provider, refresh_token: str, *, deadline: float | None = None
@@ -130,7 +130,7 @@ class ProviderClient:
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         deadline = self.clock() + self.timeout if deadline is None else deadline
         response = self._send(provider, data, deadline=deadline, retries=self.retries)
-        return self._parse(provider, response)
+        return self._parse(provider, response, (refresh_token,))
 
     # -- transport --------------------------------------------------------------
 
@@ -184,7 +184,9 @@ class ProviderClient:
 
     # -- parsing ----------------------------------------------------------------
 
-    def _parse(self, provider: Provider, response: requests.Response) -> TokenSet:
+    def _parse(
+        self, provider: Provider, response: requests.Response, sent: tuple[str, ...]
+    ) -> TokenSet:
         body = _decode(response)
         status = response.status_code
         retry_after = retry_after_seconds(response.headers.get("Retry-After"), self.clock())
@@ -200,7 +202,8 @@ class ProviderClient:
             )
         failed = status >= 400 or "error" in body or body.get("ok") is False
         if failed:
-            raise classify_error(provider.alias, status, body, retry_after)
+            secrets_sent = (*sent, provider.client_secret)
+            raise classify_error(provider.alias, status, body, retry_after, secrets_sent)
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamError(f"{provider.alias}: the token response has no access_token")

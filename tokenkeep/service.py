@@ -34,6 +34,8 @@ from tokenkeep.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from tokenkeep.keys import KeyRing
+from tokenkeep.keystore import KeyStore
 from tokenkeep.models import (
     NEEDS_REAUTH,
     Clock,
@@ -88,6 +90,13 @@ class TokenService(AuthorizationFlow):
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         # A crashed owner's lease expires a little after its HTTP call must have ended.
         self.lease_seconds = settings.http_timeout_seconds + 5
+        self.keys = KeyRing(
+            KeyStore(repo.db),
+            master_key=settings.api_secret_token,
+            encryption_key=settings.encryption_key,
+            public_url=settings.public_url,
+            clock=clock,
+        )
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 

@@ -13,9 +13,16 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from tokenkeep.config import Settings, load_settings, resolve_config_path
-from tokenkeep.errors import InvalidRequest, InvalidToken, StateError, TokenKeepError
+from tokenkeep.errors import (
+    InvalidRequest,
+    InvalidToken,
+    StateError,
+    TokenKeepError,
+    TooManyRequests,
+)
 from tokenkeep.models import iso8601
 from tokenkeep.service import TokenResult, TokenService
+from tokenkeep.throttle import FailureThrottle
 
 log = logging.getLogger("tokenkeep.web")
 STATE_COOKIE = "tokenkeep_state"
@@ -61,28 +68,65 @@ def create_app(
 
 
 def _register_routes(app: Flask, settings: Settings, service: TokenService) -> None:
-    api_key = settings.api_secret_token.encode()
     admin_password = settings.admin_password.encode()
+    throttle = FailureThrottle(service.clock)
 
-    def require_bearer() -> None:
+    def failed(error: TokenKeepError) -> TokenKeepError:
+        """Count a failed authentication; past the limit, answer 429 instead."""
+        wait = throttle.record_failure(request.remote_addr or "unknown")
+        if wait is not None:
+            return TooManyRequests(
+                "too many failed authentications from this address; wait and retry",
+                retry_after=wait,
+            )
+        return error
+
+    def require_bearer(alias: str | None) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise InvalidToken("send the API key as 'Authorization: Bearer KEY'")
-        if not hmac.compare_digest(key.strip().encode(), api_key):
-            raise InvalidToken("the API key is not valid")
+            raise failed(InvalidToken("send the API key as 'Authorization: Bearer KEY'"))
+        try:
+            caller = service.keys.authenticate(key.strip())
+        except InvalidToken as exc:
+            raise failed(exc) from None
+        if alias is not None:
+            caller.require(service.check_alias(alias))
+
+    def require_operator(alias: str | None) -> None:
+        """HTTP Basic as admin, or a valid signed one-time link for this provider."""
+        args = request.args
+        if "sig" in args:
+            try:
+                service.keys.check_link(
+                    service.check_alias(alias),
+                    args.get("expires", ""),
+                    args.get("nonce", ""),
+                    args.get("sig", ""),
+                )
+            except InvalidToken as exc:
+                raise failed(exc) from None
+            return
+        try:
+            require_admin()
+        except AdminRequired as exc:
+            raise failed(exc) from None
 
     def require_admin() -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # incl. UnicodeDecodeError, non-ASCII input
             user, password = "", ""
         ok_user = hmac.compare_digest(user.encode(), b"admin")
         ok_password = hmac.compare_digest(password.encode(), admin_password)
         if scheme.lower() != "basic" or not (ok_user and ok_password):
             raise AdminRequired("log in as 'admin' with the admin_password from the config")
+
+    def provider_param_or_none() -> str | None:
+        values = request.args.getlist("provider")
+        return values[0] if len(values) == 1 and values[0] else None
 
     def provider_param() -> str:
         values = request.args.getlist("provider")
@@ -104,7 +148,8 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
     @app.get("/api/token")
     @app.get("/api/token.php")
     def api_token() -> Response:
-        require_bearer()
+        alias = provider_param_or_none()
+        require_bearer(alias)
         alias = provider_param()
         min_valid = _min_valid(request.args.getlist("min_valid"))
         return _token_response(service.get_token(alias, min_valid), service)
@@ -112,14 +157,15 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
     @app.post("/api/token/refresh")
     @app.post("/api/token/refresh.php")
     def api_refresh() -> Response:
-        require_bearer()
+        require_bearer(provider_param_or_none())
         return _token_response(service.force_refresh(provider_param()), service)
 
     @app.get("/auth")
     @app.get("/auth.php")
     def auth() -> Response:
-        require_admin()
-        start = service.start_authorization(provider_param())
+        require_operator(provider_param_or_none())
+        alias = provider_param()
+        start = service.start_authorization(alias)
         response = Response(status=302, headers={"Location": start.url})
         response.set_cookie(
             STATE_COOKIE,
@@ -182,6 +228,8 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
             )
         else:
             response = _json(error.to_dict(), error.status)
+        if isinstance(error, TooManyRequests):
+            response.headers["Retry-After"] = str(int(error.retry_after) + 1)
         if error.status == 401:
             if isinstance(error, AdminRequired):
                 response.headers["WWW-Authenticate"] = 'Basic realm="TokenKeep", charset="UTF-8"'
@@ -227,9 +275,15 @@ def _token_response(result: TokenResult, service: TokenService) -> Response:
     if result.warning:
         body["warning"] = result.warning
         response = _json(body, 200)
-        text = result.warning.replace('"', "'").replace("\\", "/")
-        response.headers["Warning"] = f'199 tokenkeep "{text}"'
+        response.headers["Warning"] = f'199 tokenkeep "{_header_text(result.warning)}"'
     return response
+
+
+def _header_text(text: str, limit: int = 200) -> str:
+    """Printable ASCII without quotes or backslashes, safe inside a quoted header value."""
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    cleaned = "".join(c if c.isprintable() and c not in '"\\' else " " for c in ascii_text)
+    return cleaned[:limit]
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
