@@ -109,9 +109,7 @@ def test_defect_9_input_is_escaped_and_exceptions_stay_out_of_responses(
     assert b"hunter2" not in response.data and b"Traceback" not in response.data
 
 
-def test_defect_10_callback_finds_the_provider_from_the_state_alone(
-    client, service, admin_headers
-):
+def test_defect_10_callback_finds_the_provider_from_the_state_alone(client, service, admin_headers):
     register(service)
     start = client.get("/auth?provider=acme", headers=admin_headers)
     location = urlsplit(start.headers["Location"])
