@@ -9,10 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from flask import Flask
-from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
-
 from conftest import (
     AUTHORIZE_URL,
     CLIENT_SECRET,
@@ -22,6 +18,10 @@ from conftest import (
     connect,
     register,
 )
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
 from tokenkeep.repository import Repository
 from tokenkeep.service import TokenService, browser_binding
 
@@ -72,8 +72,8 @@ def form(request_body: object) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(request_body, keep_blank_values=True).items()}
 
 
-def token_body(access_token: str = "access-2", **fields: object) -> dict[str, object]:
-    return {"access_token": access_token, "token_type": "bearer", "expires_in": 3600, **fields}
+def token_body(access: str = "access-2", **fields: object) -> dict[str, object]:
+    return {"access_token": access, "token_type": "bearer", "expires_in": 3600, **fields}
 
 
 def start_auth(client: FlaskClient, admin_headers: dict[str, str], path: str = "/auth") -> str:
@@ -273,8 +273,18 @@ def test_token_api_with_provider_given_twice_is_invalid_request(
 @pytest.mark.parametrize(
     "alias",
     ["Acme", "acme%21", "a" * 65, "%20acme", "acme%20", "%00", "-acme", "_acme", "acme%0A", ""],
-    ids=["upper", "bang", "too-long", "leading-space", "trailing-space", "nul", "dash", "us", "lf",
-         "empty"],
+    ids=[
+        "upper",
+        "bang",
+        "too-long",
+        "leading-space",
+        "trailing-space",
+        "nul",
+        "dash",
+        "us",
+        "lf",
+        "empty",
+    ],
 )
 def test_token_api_rejects_invalid_alias_characters(
     client: FlaskClient, connected: TokenService, api_headers: dict[str, str], alias: str
@@ -533,7 +543,6 @@ def test_wrong_method_is_a_json_405(client: FlaskClient, api_headers: dict[str, 
 
 
 def test_unexpected_exception_is_a_500_without_traceback_or_secret(
-    app: Flask,
     client: FlaskClient,
     service: TokenService,
     api_headers: dict[str, str],
