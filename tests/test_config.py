@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def test_invalid_config_raises_config_error_naming_the_key(
 ) -> None:
     text, secrets = config_text(changes)
     message = load_error(write(tmp_path / "config.toml", text))
-    assert key in message
+    assert re.search(rf"\b{key}\b", message), message
     for value in secrets.values():
         assert value not in message
     assert "CHANGE-ME" not in message  # the rejected secret is not echoed either

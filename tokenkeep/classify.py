@@ -82,7 +82,7 @@ def classify_error(
 ) -> TokenKeepError:
     """Turn an error answer from a token endpoint into the right exception."""
     secrets = tuple(secrets)
-    code = redact(_error_code(body), secrets)
+    code = clean_text(redact(_error_code(body), secrets), 80)
     description = body.get("error_description") or body.get("message") or ""
     description = clean_text(redact(str(description), secrets)) if description else ""
     codes = body.get("error_codes")
@@ -110,4 +110,4 @@ def _error_code(body: Mapping[str, Any]) -> str:
         error = error.get(".tag")
     if not error and isinstance(body.get("status"), str):  # HubSpot's legacy shape
         error = body["status"]
-    return clean_text(str(error), 80) if error else ""
+    return str(error) if error else ""
