@@ -26,8 +26,9 @@ RUN pip install . \
     && rm -rf /src
 
 # Run as an unprivileged user that owns /data (a new named volume copies this
-# ownership).
-RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin tokenkeep \
+# ownership). Its home, not /data, receives gunicorn's control socket.
+RUN useradd --system --uid 10001 --create-home --home-dir /home/tokenkeep \
+        --shell /usr/sbin/nologin tokenkeep \
     && mkdir -p /data \
     && chown tokenkeep:tokenkeep /data \
     && chmod 0700 /data

@@ -27,6 +27,8 @@ FORBIDDEN_INWARD = {
     "oauth": {"service", "repository", "web", "cli", "db", "bootstrap"},
     "classify": {"service", "repository", "web", "cli", "oauth"},
     "service": {"web", "cli", "bootstrap", "server"},
+    "singleflight": {"web", "cli", "bootstrap", "service"},
+    "authorization": {"web", "cli", "bootstrap", "service"},
     "refresh_all": {"web", "cli", "bootstrap"},
 }
 

@@ -118,9 +118,12 @@ def test_repeated_failures_are_throttled_but_a_valid_key_never_is(client, servic
     assert client.get("/api/token?provider=acme", headers=api_headers).status_code == 200
 
 
-def test_anonymous_auth_is_throttled_too(client, service):
+def test_wrong_admin_passwords_are_throttled_but_credential_less_visits_are_not(client, service):
     register(service)
-    statuses = [client.get("/auth?provider=acme").status_code for _ in range(12)]
+    bare = [client.get("/auth?provider=acme").status_code for _ in range(12)]
+    assert bare == [401] * 12  # a browser's first visit, before the login box
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}
+    statuses = [client.get("/auth?provider=acme", headers=wrong).status_code for _ in range(12)]
     assert statuses[0] == 401 and statuses[-1] == 429
     assert _pending_count(service) == 0
 

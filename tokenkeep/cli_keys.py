@@ -8,7 +8,7 @@ import os
 import click
 
 from tokenkeep.cli_common import State, pass_state
-from tokenkeep.errors import ConfigError
+from tokenkeep.errors import ConfigError, UnknownProvider
 from tokenkeep.models import iso8601
 
 
@@ -106,7 +106,7 @@ def auth_link(state: State, alias: str, ttl: int) -> None:
     service = state.service()
     service.check_alias(alias)
     if service.repo.get_provider(alias) is None:
-        raise ConfigError(f"no provider is registered as {alias!r}")
+        raise UnknownProvider(f"no provider is registered as {alias!r}")
     click.echo(service.keys.auth_link(alias, ttl))
 
 
@@ -132,6 +132,10 @@ def rotate_key(state: State) -> None:
         )
     settings = state.settings()
     service = state.service()
+    if any(s.refreshing for s in service.repo.list_statuses()):
+        raise ConfigError(
+            "a refresh is in progress; stop `tokenkeep serve` and cron, then run rotate-key"
+        )
     old = (settings.encryption_key, *settings.old_encryption_keys)
     new = new_encryption_key()
     path = state.config_path

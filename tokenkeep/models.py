@@ -183,6 +183,7 @@ class ProviderStatus:
     last_error_at: float | None
     token_url: str
     auth_method: str
+    refreshing: bool = False  # a refresh lease is held right now
 
     def to_dict(self, now: float) -> dict[str, Any]:
         """A JSON-friendly view."""

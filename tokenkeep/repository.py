@@ -97,7 +97,8 @@ class Repository:
         """Every provider with its connection state, by alias."""
         rows = self.db.conn.execute(
             "SELECT p.alias, p.token_url, p.auth_method, t.status, t.expires_at, t.obtained_at,"
-            " t.has_refresh, t.last_error, t.last_error_at, t.provider_id AS connected"
+            " t.has_refresh, t.last_error, t.last_error_at, t.provider_id AS connected,"
+            " t.lease_owner"
             " FROM providers p LEFT JOIN tokens t ON t.provider_id = p.id ORDER BY p.alias"
         ).fetchall()
         return [
@@ -111,6 +112,7 @@ class Repository:
                 last_error_at=r["last_error_at"],
                 token_url=r["token_url"],
                 auth_method=r["auth_method"],
+                refreshing=r["lease_owner"] is not None,
             )
             for r in rows
         ]

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 import os
 from typing import Any
 
@@ -19,9 +20,11 @@ from tokenkeep.errors import (
     StateError,
     TokenKeepError,
     TooManyRequests,
+    UpstreamUnavailable,
 )
 from tokenkeep.models import iso8601
-from tokenkeep.service import TokenResult, TokenService
+from tokenkeep.service import TokenService
+from tokenkeep.singleflight import TokenResult
 from tokenkeep.throttle import FailureThrottle
 
 log = logging.getLogger("tokenkeep.web")
@@ -72,7 +75,13 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
     throttle = FailureThrottle(service.clock)
 
     def failed(error: TokenKeepError) -> TokenKeepError:
-        """Count a failed authentication; past the limit, answer 429 instead."""
+        """Count a failed authentication; past the limit, answer 429 instead.
+
+        A request that presents no credential at all (a browser's first visit
+        to /auth, before it shows the login box) guesses nothing: not counted.
+        """
+        if "Authorization" not in request.headers and "sig" not in request.args:
+            return error
         wait = throttle.record_failure(request.remote_addr or "unknown")
         if wait is not None:
             return TooManyRequests(
@@ -228,8 +237,9 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
             )
         else:
             response = _json(error.to_dict(), error.status)
-        if isinstance(error, TooManyRequests):
-            response.headers["Retry-After"] = str(int(error.retry_after) + 1)
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(error, TooManyRequests | UpstreamUnavailable) and retry_after:
+            response.headers["Retry-After"] = str(math.ceil(retry_after))
         if error.status == 401:
             if isinstance(error, AdminRequired):
                 response.headers["WWW-Authenticate"] = 'Basic realm="TokenKeep", charset="UTF-8"'
