@@ -89,7 +89,9 @@ class FakeProvider:
         self.authorize_url = self.url + "/authorize"
         self.token_url = self.url + "/token"
         self.resource_url = self.url + "/resource"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> Self:
         self._thread.start()

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -72,11 +73,32 @@ class Gateway:
         )
         assert result.returncode == 0, result.stderr
 
-    def api(self, method: str, path: str, **params: str) -> requests.Response:
-        """Call the token API as a backend, with the bearer key."""
-        headers = {"Authorization": f"Bearer {self.api_key}"}
+    def api(self, method: str, path: str, *, key: bool = True, **params: str) -> Reply:
+        """Call TokenKeep as a backend would, with the bearer key unless key=False."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if key else {}
         with requests.Session() as backend:
-            return backend.request(method, self.url + path, params=params, headers=headers)
+            return Reply.of(
+                backend.request(method, self.url + path, params=params, headers=headers)
+            )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a response said, copied out so no socket outlives the call."""
+
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    @classmethod
+    def of(cls, response: requests.Response) -> Reply:
+        """Copy what the tests read out of `response`."""
+        with response:
+            return cls(response.status_code, response.headers, response.text)
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.text)
 
 
 def _free_port() -> int:
@@ -94,12 +116,16 @@ def _wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) ->
             if server.poll() is not None:
                 pytest.fail(f"tokenkeep serve exited with {server.returncode}:\n{log.read_text()}")
             try:
-                if probe.get(url + "/healthz", timeout=1).status_code == 200:
+                # Connection: close, so no kept-alive probe connection delays the stop.
+                answer = probe.get(url + "/healthz", timeout=1, headers={"Connection": "close"})
+                if answer.status_code == 200:
                     return
             except requests.ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"tokenkeep serve not healthy in {STARTUP_SECONDS} s:\n{log.read_text()}")
+                pytest.fail(
+                    f"tokenkeep serve not healthy in {STARTUP_SECONDS} s:\n{log.read_text()}"
+                )
             time.sleep(0.05)
 
 
@@ -121,6 +147,9 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENKEEP_")}
     # Lets a test force two refreshes in a row; also proves env overrides reach the server.
     env["TOKENKEEP_FORCE_REFRESH_MIN_INTERVAL_SECONDS"] = "0"
+    # gunicorn >= 25.1 opens a control socket in $XDG_RUNTIME_DIR, else ~/.gunicorn/:
+    # keep it per test, out of the home folder and away from parallel runs.
+    env["XDG_RUNTIME_DIR"] = str(tmp_path)
     subprocess.run(
         [str(TOKENKEEP), "--config", str(config), "init", "--public-url", url],
         env=env,
@@ -132,11 +161,12 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     secrets_ = tomllib.loads(config.read_text())
     redirects = [url + "/callback", url + PHP_REDIRECT]
     log = tmp_path / "server.log"
+    serve = [str(TOKENKEEP), "--config", str(config), "serve", "--port", str(port)]
+    serve += ["--workers", "2"]
     with FakeProvider(redirect_uris=redirects, extra_fields={"api_domain": API_DOMAIN}) as fake:
         with log.open("wb") as log_file:
             server = subprocess.Popen(
-                [str(TOKENKEEP), "--config", str(config), "serve"]
-                + ["--port", str(port), "--workers", "2"],
+                serve,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -206,7 +236,7 @@ def test_operator_authorizes_once_and_a_backend_gets_a_token_the_provider_accept
     assert sent["code_challenge_method"] == "S256"
     assert gateway.provider.code_exchanges == 1
     response = gateway.api("GET", token_path, provider="acme")
-    assert response.status_code == 200, response.text
+    assert response.status == 200, response.text
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
     assert body["access_token"] == gateway.provider.issued_access_tokens[-1]
@@ -220,11 +250,11 @@ def test_operator_authorizes_once_and_a_backend_gets_a_token_the_provider_accept
 
 
 def test_the_api_refuses_a_request_without_the_bearer_key(gateway: Gateway) -> None:
-    with requests.Session() as stranger:
-        health = stranger.get(gateway.url + "/healthz")
-        response = stranger.get(gateway.url + "/api/token", params={"provider": "acme"})
+    health = gateway.api("GET", "/healthz", key=False)
+    response = gateway.api("GET", "/api/token", key=False, provider="acme")
+
     assert health.json() == {"status": "ok"}
-    assert response.status_code == 401
+    assert response.status == 401
     assert response.json()["error"] == "invalid_token"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
@@ -237,6 +267,8 @@ def test_a_token_with_less_life_left_than_needed_is_refreshed_with_the_rotated_t
     _authorize(gateway)
 
     first = gateway.api("GET", "/api/token", provider="acme").json()
+    # min_valid above the lifetime: with the fixture's minimum refresh interval of 0 (the
+    # default 5 s would serve a token this fresh as it is), every such call refreshes.
     assert gateway.provider.refresh_requests == 0, "a fresh short-lived token was refreshed"
     second = gateway.api("GET", "/api/token", provider="acme", min_valid="300").json()
     third = gateway.api("GET", "/api/token", provider="acme", min_valid="300").json()
@@ -256,7 +288,7 @@ def test_forced_refreshes_use_each_rotated_refresh_token_once(gateway: Gateway) 
     tokens = []
     for _ in range(2):
         response = gateway.api("POST", "/api/token/refresh", provider="acme")
-        assert response.status_code == 200, response.text
+        assert response.status == 200, response.text
         tokens.append(response.json()["access_token"])
 
     assert gateway.provider.refresh_requests == 2
@@ -286,7 +318,7 @@ def test_refresh_all_from_cron_shares_the_database_with_the_running_server(
     assert served == gateway.provider.issued_access_tokens[-1]
     # The server now refreshes with the refresh token the cron run rotated in.
     forced = gateway.api("POST", "/api/token/refresh", provider="acme")
-    assert forced.status_code == 200, forced.text
+    assert forced.status == 200, forced.text
     assert gateway.provider.refresh_requests == 2
     assert not gateway.provider.replay_detected
     assert _accepted_by_provider(gateway, forced.json()["access_token"])
