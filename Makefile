@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.toml
+LINTED  := tokenkeep tests $(wildcard bench)
 SOURCES := $(shell find tokenkeep migrations -type f \( -name '*.py' -o -name '*.sql' -o -name '*.html' -o -name '*.json' \) 2>/dev/null)
 
 .PHONY: run test lint typecheck pytest install clean
@@ -25,8 +26,8 @@ run: install
 	$(BIN)/tokenkeep --config $(CONFIG) serve
 
 lint: install
-	$(BIN)/ruff check tokenkeep tests bench
-	$(BIN)/ruff format --check tokenkeep tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: install
 	$(BIN)/mypy --strict tokenkeep
