@@ -65,8 +65,9 @@ def init(state: State, public_url: str) -> None:
     click.echo("These secrets are shown once; they are also in the config file:")
     click.echo(f"  API key (Authorization: Bearer ...): {secrets_['api_secret_token']}")
     click.echo(f"  admin password (user 'admin', for /auth): {secrets_['admin_password']}")
-    click.echo("Next: register a provider with `tokenkeep register-provider ALIAS`, run")
-    click.echo(f"`tokenkeep serve`, then open {settings.public_url}/auth?provider=ALIAS.")
+    click.echo("Next: register a provider with `tokenkeep register-provider ALIAS`")
+    click.echo("(`.venv/bin/tokenkeep` in a checkout), start the server (`make run` or")
+    click.echo(f"`tokenkeep serve`), then open {settings.public_url}/auth?provider=ALIAS.")
 
 
 @main.command()
