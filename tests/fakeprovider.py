@@ -14,6 +14,8 @@ import base64
 import hashlib
 import json
 import secrets
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +36,18 @@ class _Grant:
     access: dict[str, float] = field(default_factory=dict)  # token -> expires_at
     spent: set[str] = field(default_factory=set)  # rotated-out refresh tokens
     revoked: bool = False
+
+
+@dataclass(frozen=True)
+class Canned:
+    """A scripted /token answer: an outage, a broken body, throttling, a slow reply."""
+
+    status: int = 503
+    body: dict[str, Any] | bytes = field(
+        default_factory=lambda: {"error": "temporarily_unavailable"}
+    )
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (longer than the client's timeout: a hang)
 
 
 @dataclass
@@ -75,13 +89,14 @@ class FakeProvider:
         self.token_requests = 0  # every POST /token received
         self.code_exchanges = 0  # grant_type=authorization_code requests received
         self.refresh_requests = 0  # grant_type=refresh_token requests received
+        self.abandoned_requests = 0  # dropped unprocessed: the client hung up while held
         self.replay_detected = False
         self.issued_access_tokens: list[str] = []
         self.authorize_requests: list[dict[str, str]] = []
         self._codes: dict[str, _Code] = {}
         self._refresh: dict[str, _Grant] = {}  # current and spent refresh tokens
         self._access: dict[str, _Grant] = {}
-        self._fail_next: list[tuple[int, dict[str, Any]]] = []
+        self._fail_next: list[Canned] = []
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -107,9 +122,13 @@ class FakeProvider:
         self, count: int = 1, status: int = 503, body: dict[str, Any] | None = None
     ) -> None:
         """Answer the next `count` token requests with `status` (an outage, by default)."""
+        reply = body if body is not None else {"error": "temporarily_unavailable"}
+        self.script(*[Canned(status, reply)] * count)
+
+    def script(self, *replies: Canned) -> None:
+        """Answer the next token requests with these canned replies, in order."""
         with self.lock:
-            reply = body if body is not None else {"error": "temporarily_unavailable"}
-            self._fail_next.extend([(status, reply)] * count)
+            self._fail_next.extend(replies)
 
     # -- endpoints ------------------------------------------------------------------
 
@@ -135,28 +154,42 @@ class FakeProvider:
         separator = "&" if urlsplit(redirect_uri).query else "?"
         return 302, {}, {"Location": redirect_uri + separator + urlencode(params)}
 
-    def _token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, Any]]:
+    def _token(
+        self,
+        form: dict[str, str],
+        authorization: str,
+        client_connected: Callable[[], bool] = lambda: True,
+    ) -> Canned | None:
+        """Answer one POST /token; None drops a request whose client hung up meanwhile."""
         grant_type = form.get("grant_type")
         with self.lock:
             self.token_requests += 1
             self.code_exchanges += int(grant_type == "authorization_code")
             self.refresh_requests += int(grant_type == "refresh_token")
-            failure = self._fail_next.pop(0) if self._fail_next else None
+            canned = self._fail_next.pop(0) if self._fail_next else None
             delay, gate = self.delay, self.gate
+        if canned is not None and canned.delay:
+            delay = max(delay, canned.delay)
         if delay:
             self._closing.wait(delay)
         while gate is not None and not gate.wait(0.05) and not self._closing.is_set():
             pass
-        if failure is not None:
-            return failure
+        if not client_connected():
+            # Held before processing (a slow queue in front of the provider) and the
+            # client is gone: the provider never acts on it, so nothing rotates.
+            with self.lock:
+                self.abandoned_requests += 1
+            return None
+        if canned is not None:
+            return canned
         if not self._client_ok(form, authorization):
-            return 401, {"error": "invalid_client"}
+            return Canned(401, {"error": "invalid_client"})
         with self.lock:
             if grant_type == "authorization_code":
-                return self._exchange(form)
+                return Canned(*self._exchange(form))
             if grant_type == "refresh_token":
-                return self._rotate(form.get("refresh_token", ""))
-        return 400, {"error": "unsupported_grant_type"}
+                return Canned(*self._rotate(form.get("refresh_token", "")))
+        return Canned(400, {"error": "unsupported_grant_type"})
 
     def _client_ok(self, form: dict[str, str], authorization: str) -> bool:
         scheme, _, encoded = authorization.partition(" ")
@@ -256,16 +289,36 @@ class FakeProvider:
                 if urlsplit(self.path).path != "/token":
                     self._reply(404, {"error": "not_found"}, {})
                     return
-                status, body = provider._token(form, self.headers.get("Authorization", ""))
-                self._reply(status, body, {"Cache-Control": "no-store"})
+                authorization = self.headers.get("Authorization", "")
+                answer = provider._token(form, authorization, self._client_connected)
+                if answer is None:
+                    self.close_connection = True
+                    return
+                headers = {"Cache-Control": "no-store", **answer.headers}
+                self._reply(answer.status, answer.body, headers)
 
-            def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-                data = json.dumps(body).encode() if body else b""
+            def _client_connected(self) -> bool:
+                # A client waiting for its answer sends nothing more: readable means gone.
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if not readable:
+                    return True
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK) != b""
+                except OSError:
+                    return False
+
+            def _reply(
+                self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str]
+            ) -> None:
+                if isinstance(body, bytes):
+                    data = body
+                else:
+                    data = json.dumps(body).encode() if body else b""
+                    if data:
+                        headers = {"Content-Type": "application/json", **headers}
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
-                if data:
-                    self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -344,3 +344,29 @@ def test_reregistering_a_provider_keeps_its_tokens(service, fake):
     assert service.get_token("acme").record.tokens.access_token == "access-1"
     provider = service.repo.get_provider("acme")
     assert provider is not None and provider.client_secret == "rotated-secret-value"
+
+
+def test_refresh_all_does_not_claim_a_refresh_another_caller_made_meanwhile(
+    service, fake, clock, monkeypatch
+):
+    connect(service, expires_in=600)
+    listed_before_the_other_refresh = service.repo.list_statuses()
+    clock.advance(10)
+    service.force_refresh("acme")  # another cron run or a lazy refresh gets there first
+    monkeypatch.setattr(service.repo, "list_statuses", lambda: listed_before_the_other_refresh)
+
+    (outcome,) = service.refresh_all(within=1200)
+
+    assert (outcome.outcome, outcome.detail) == ("fresh", "refreshed meanwhile by another caller")
+    assert fake.calls == ["refresh-1"]  # only the other caller's refresh went upstream
+
+
+def test_only_the_caller_that_refreshed_upstream_is_told_it_did(service, fake, clock):
+    connect(service, expires_in=60)
+    clock.advance(40)  # inside the margin (half the 60 s life)
+
+    first = service.get_token("acme")
+    second = service.get_token("acme")
+
+    assert first.refreshed and not second.refreshed
+    assert fake.calls == ["refresh-1"]

@@ -60,10 +60,17 @@ def run_refresh_all(
             return RefreshOutcome(alias, "failed", exc.description)
         except Exception as exc:  # isolate: one provider's bug must not stop the others
             return RefreshOutcome(alias, "failed", f"internal error ({type(exc).__name__})")
-        record = result.record
-        if record.tokens.refresh_token is None and record.tokens.obtained_at == before:
-            return RefreshOutcome(alias, "skipped", "no refresh token", record.tokens.expires_at)
-        return RefreshOutcome(alias, "refreshed", "ok", record.tokens.expires_at)
+        expires_at = result.record.tokens.expires_at
+        if result.refreshed:
+            return RefreshOutcome(alias, "refreshed", "ok", expires_at)
+        if result.record.tokens.obtained_at != before:
+            # Another cron run or a lazy refresh by the server got there first.
+            return RefreshOutcome(
+                alias, "fresh", "refreshed meanwhile by another caller", expires_at
+            )
+        if result.record.tokens.refresh_token is None:
+            return RefreshOutcome(alias, "skipped", "no refresh token", expires_at)
+        return RefreshOutcome(alias, "fresh", "not due", expires_at)
 
     if due:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(due)))) as pool:

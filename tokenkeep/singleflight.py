@@ -35,6 +35,7 @@ class TokenResult:
 
     record: TokenRecord
     warning: str | None = None
+    refreshed: bool = False  # True only for the caller that refreshed it upstream
 
 
 class SingleFlight:
@@ -136,7 +137,7 @@ class SingleFlight:
             self.repo.release_lease(alias, self.owner)
             raise
         self.repo.complete_refresh(alias, self.owner, tokens.merged_with_previous(record.tokens))
-        return TokenResult(self._record(alias))
+        return TokenResult(self._record(alias), refreshed=True)
 
     def _fallback(self, record: TokenRecord, serve_stale: bool, reason: str | None) -> TokenResult:
         """After a failed (or backed-off) refresh: the still-valid token, or the error."""
