@@ -190,7 +190,9 @@ class Repository:
 
     def claim_lease(self, alias: str, owner: str, now: float, until: float) -> bool:
         """Take the refresh lease if it is free or expired; True when this caller owns it."""
-        with self.db.transaction() as conn:
+        # Not durable: a lease lost in a power cut is a free lease, which is what
+        # recovery would do anyway; the tokens written after the refresh are durable.
+        with self.db.transaction(durable=False) as conn:
             cursor = conn.execute(
                 "UPDATE tokens SET lease_owner = ?, lease_until = ?"
                 " WHERE provider_id = (SELECT id FROM providers WHERE alias = ?)"
