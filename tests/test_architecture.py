@@ -13,9 +13,10 @@ SOURCE = Path(__file__).resolve().parents[1] / "tokenkeep"
 EDGE_IMPORTS = {
     "flask": {"web"},
     "werkzeug": {"web"},
-    "click": {"cli", "cli_common", "cli_providers", "cli_refresh", "cli_keys"},
+    "click": {"cli", "cli_common", "cli_providers", "cli_refresh", "cli_keys", "cli_import"},
     "requests": {"oauth"},
-    "sqlite3": {"db", "migrate", "repository", "keystore"},
+    # php_source reads the PHP original's database (read-only), nothing of TokenKeep's.
+    "sqlite3": {"db", "migrate", "repository", "keystore", "php_source"},
     "gunicorn": {"server"},
     "cryptography": {"crypto"},
 }
@@ -30,6 +31,8 @@ FORBIDDEN_INWARD = {
     "singleflight": {"web", "cli", "bootstrap", "service"},
     "authorization": {"web", "cli", "bootstrap", "service"},
     "refresh_all": {"web", "cli", "bootstrap"},
+    "php_source": {"service", "repository", "web", "cli", "db", "bootstrap"},
+    "php_import": {"service", "web", "cli", "bootstrap"},
 }
 
 

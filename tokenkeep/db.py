@@ -61,8 +61,15 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken with BEGIN IMMEDIATE (no upgrade deadlocks)."""
+        """A write transaction taken with BEGIN IMMEDIATE (no upgrade deadlocks).
+
+        Inside an open transaction it joins that one, so a caller can group
+        several repository writes into one atomic unit (as import-php does).
+        """
         conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
