@@ -326,3 +326,14 @@ def test_a_bad_row_aborts_the_whole_import_and_writes_nothing(
     assert_one_line_error(result, fragment)
     assert "zoho-secret-value" not in result.output
     assert repo.list_statuses() == []
+
+
+def test_each_imported_provider_is_in_the_event_log_once(
+    runner: CliRunner, config_file: Path, source: Path, service: TokenService
+) -> None:
+    assert run(runner, config_file, "import-php", str(source)).exit_code == 0
+    assert run(runner, config_file, "import-php", str(source)).exit_code == 0
+    events = service.events.recent()
+    assert sorted(e.provider for e in events) == ["never", "pipedrive", "zoho"]
+    assert {e.kind for e in events} == {"imported"}
+    assert all("secret" not in (e.detail or "") for e in events)

@@ -26,7 +26,7 @@ def import_php(state: State, path: Path, as_json: bool) -> None:
 
     dump = read_php_database(path)  # bad input fails before TokenKeep's database is opened
     service = state.service()
-    report = run(service.repo, dump, now=service.clock())
+    report = run(service.repo, dump, now=service.clock(), on_import=service.record_import)
     counts = report.summary()
     if as_json:
         rows = [
