@@ -43,6 +43,9 @@ FORBIDDEN_INWARD = {
     "php_source": {"service", "repository", "web", "cli", "db", "bootstrap"},
     "php_import": {"service", "web", "cli", "bootstrap"},
     "events": {"service", "repository", "oauth", "web", "cli", "bootstrap"},
+    # alerts gets its HTTP session from bootstrap, so it never imports requests itself.
+    "alerts": {"service", "repository", "oauth", "web", "cli", "bootstrap", "db"},
+    "metrics": {"service", "repository", "oauth", "web", "cli", "bootstrap", "db"},
 }
 
 

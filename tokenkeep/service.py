@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from tokenkeep.alerts import AlertSender
 from tokenkeep.authorization import (  # noqa: F401 - re-exported
     AuthorizationFlow,
     AuthorizationStart,
@@ -86,6 +87,7 @@ class TokenService(AuthorizationFlow, SingleFlight):
             clock=clock,
         )
         self.events = EventLog(repo.db, clock)
+        self.alerts: AlertSender | None = None  # set by bootstrap when alerts are configured
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
