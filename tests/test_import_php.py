@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 from click.testing import CliRunner, Result
-from conftest import FakeClock
+from conftest import FakeClock, register
 from flask.testing import FlaskClient
 
 from tokenkeep.cli import main
@@ -337,3 +337,26 @@ def test_each_imported_provider_is_in_the_event_log_once(
     assert sorted(e.provider for e in events) == ["never", "pipedrive", "zoho"]
     assert {e.kind for e in events} == {"imported"}
     assert all("secret" not in (e.detail or "") for e in events)
+
+
+def test_a_transaction_inside_another_joins_it_and_rolls_back_with_it(repo: Repository) -> None:
+    with pytest.raises(RuntimeError), repo.db.transaction() as conn:
+        with repo.db.transaction():
+            conn.execute("INSERT INTO meta (key, value) VALUES ('inner', 'x')")
+        raise RuntimeError("the outer work fails")
+    assert repo.db.conn.execute("SELECT * FROM meta WHERE key = 'inner'").fetchone() is None
+    assert not repo.db.conn.in_transaction
+
+
+def test_an_alias_registered_but_never_authorized_takes_the_originals_tokens(
+    runner: CliRunner, config_file: Path, source: Path, service: TokenService
+) -> None:
+    register(service, "zoho")  # registered in TokenKeep, never authorized
+    body = json.loads(run(runner, config_file, "import-php", "--json", str(source)).stdout)
+    zoho = next(r for r in body["results"] if r["provider"] == "zoho")
+    assert zoho["action"] == "updated"
+    record = service.repo.get_token("zoho")
+    provider = service.repo.get_provider("zoho")
+    assert record is not None and record.tokens.refresh_token == "zoho-refresh-old"
+    assert provider is not None and provider.auth_method == "client_secret_post"
+    assert provider.redirect_uri == OLD_REDIRECT

@@ -81,11 +81,13 @@ def read_php_database(path: Path) -> PhpDump:
             tokens = conn.execute(
                 f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens"  # noqa: S608
             ).fetchall()
-        except sqlite3.DatabaseError:
-            raise InvalidRequest(
-                f"{path}: not an SQLite database (or a damaged one); give the PHP original's "
-                "database file"
-            ) from None
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                raise InvalidRequest(
+                    f"{path}: not an SQLite database; give the PHP original's database file"
+                ) from None
+            # SQLite's own text (locked, malformed, unreadable) names no secret.
+            raise InvalidRequest(f"{path}: cannot be read ({str(exc)[:100]})") from None
     finally:
         conn.close()
     return PhpDump(
