@@ -13,9 +13,19 @@ SOURCE = Path(__file__).resolve().parents[1] / "tokenkeep"
 EDGE_IMPORTS = {
     "flask": {"web"},
     "werkzeug": {"web"},
-    "click": {"cli", "cli_common", "cli_providers", "cli_refresh", "cli_keys"},
+    "click": {
+        "cli",
+        "cli_common",
+        "cli_providers",
+        "cli_refresh",
+        "cli_keys",
+        "cli_import",
+        "cli_events",
+    },
     "requests": {"oauth"},
-    "sqlite3": {"db", "migrate", "repository", "keystore"},
+    # php_source reads the PHP original's database (read-only), nothing of TokenKeep's.
+    # events.py holds the event log's SQL (a repository-style module, like keystore).
+    "sqlite3": {"db", "migrate", "repository", "keystore", "php_source", "events"},
     "gunicorn": {"server"},
     "cryptography": {"crypto"},
 }
@@ -30,6 +40,12 @@ FORBIDDEN_INWARD = {
     "singleflight": {"web", "cli", "bootstrap", "service"},
     "authorization": {"web", "cli", "bootstrap", "service"},
     "refresh_all": {"web", "cli", "bootstrap"},
+    "php_source": {"service", "repository", "web", "cli", "db", "bootstrap"},
+    "php_import": {"service", "web", "cli", "bootstrap"},
+    "events": {"service", "repository", "oauth", "web", "cli", "bootstrap"},
+    # alerts gets its HTTP session from bootstrap, so it never imports requests itself.
+    "alerts": {"service", "repository", "oauth", "web", "cli", "bootstrap", "db"},
+    "metrics": {"service", "repository", "oauth", "web", "cli", "bootstrap", "db"},
 }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from tokenkeep.config import Settings
 from tokenkeep.errors import InvalidRequest, StateError
+from tokenkeep.events import EventLog
 from tokenkeep.models import Clock, PendingAuthorization, Provider, TokenRecord
 from tokenkeep.oauth import ProviderClient, code_challenge_s256, new_code_verifier
 from tokenkeep.repository import Repository
@@ -44,6 +45,7 @@ class AuthorizationFlow:
     client: ProviderClient
     settings: Settings
     clock: Clock
+    events: EventLog
 
     def _provider(self, alias: str) -> Provider:
         raise NotImplementedError
@@ -109,6 +111,7 @@ class AuthorizationFlow:
             code_verifier=pending.code_verifier,
         )
         self.repo.store_authorized(provider.alias, tokens, self.clock())
+        self.events.record(provider.alias, "authorized")
         record = self.repo.get_token(provider.alias)
         assert record is not None
         return provider, record

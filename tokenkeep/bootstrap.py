@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from tokenkeep.alerts import Alerter, AlertSender, PostSession
 from tokenkeep.config import Settings
 from tokenkeep.crypto import Cipher
 from tokenkeep.db import Database
@@ -43,6 +44,7 @@ def build_service(
     *,
     repo: Repository | None = None,
     session: Session | None = None,
+    alert_session: PostSession | None = None,
     clock: Clock = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TokenService:
@@ -54,4 +56,21 @@ def build_service(
     client = ProviderClient(
         session, timeout=settings.http_timeout_seconds, clock=clock, sleep=sleep
     )
-    return TokenService(repo, client, settings, clock=clock, sleep=sleep)
+    service = TokenService(repo, client, settings, clock=clock, sleep=sleep)
+    if settings.alert_webhook_url:
+        # A session of its own: the webhook thread never shares the provider calls' pool.
+        service.alerts = AlertSender(
+            alert_session or new_session(),
+            settings.alert_webhook_url,
+            settings.alert_webhook_secret,
+            timeout=settings.http_timeout_seconds,
+            clock=clock,
+            sleep=sleep,
+        )
+        alerter = Alerter(
+            service.alerts,
+            after_failures=settings.alert_after_failures,
+            reauthorize_url=service.reauthorize_url,
+        )
+        service.events.listeners.append(alerter.on_event)
+    return service

@@ -129,7 +129,7 @@ def serve(
 
 
 def _add_commands() -> None:
-    from tokenkeep import cli_keys, cli_providers, cli_refresh
+    from tokenkeep import cli_events, cli_import, cli_keys, cli_providers, cli_refresh
 
     for command in (
         cli_providers.register_provider,
@@ -140,6 +140,8 @@ def _add_commands() -> None:
         cli_keys.keys,
         cli_keys.auth_link,
         cli_keys.rotate_key,
+        cli_import.import_php,
+        cli_events.events,
     ):
         main.add_command(command)
 

@@ -53,6 +53,9 @@ class Settings:
     refresh_backoff_seconds: int = 10
     refresh_backoff_max_seconds: int = 300
     state_ttl_seconds: int = 600
+    alert_webhook_url: str = field(default="", repr=False)  # its path may hold a token
+    alert_webhook_secret: str = field(default="", repr=False)
+    alert_after_failures: int = 3
     config_path: Path | None = field(default=None, compare=False)
 
     @property
@@ -66,25 +69,10 @@ class Settings:
         return self.public_url.startswith("https://")
 
 
+# A setting's type, read from its annotation: adding a field to Settings is enough.
+_ANNOTATION_TYPES = {"str": str, "int": int, "float": float, "Path": Path, "tuple[str, ...]": tuple}
 _TYPES: dict[str, type] = {
-    "public_url": str,
-    "api_secret_token": str,
-    "admin_password": str,
-    "encryption_key": str,
-    "old_encryption_keys": tuple,
-    "database_path": Path,
-    "refresh_margin_seconds": int,
-    "http_timeout_seconds": float,
-    "log_format": str,
-    "log_level": str,
-    "host": str,
-    "port": int,
-    "workers": int,
-    "threads": int,
-    "force_refresh_min_interval_seconds": int,
-    "refresh_backoff_seconds": int,
-    "refresh_backoff_max_seconds": int,
-    "state_ttl_seconds": int,
+    f.name: _ANNOTATION_TYPES[str(f.type)] for f in fields(Settings) if f.name != "config_path"
 }
 _REQUIRED = ("public_url", *SECRET_KEYS)
 _KNOWN = {f.name for f in fields(Settings)} - {"config_path"}
@@ -265,6 +253,7 @@ def _validate(s: Settings, path: Path) -> None:
         raise ConfigError(f"{path}: log_format must be 'text' or 'json' (got {s.log_format!r})")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{path}: log_level must be DEBUG, INFO, WARNING or ERROR")
+    _validate_alerts(s, path)
     positive = ("port", "workers", "threads", "http_timeout_seconds", "state_ttl_seconds")
     for key in positive:
         if getattr(s, key) <= 0:
@@ -280,6 +269,23 @@ def _validate(s: Settings, path: Path) -> None:
             raise ConfigError(f"{path}: {key} must not be negative")
     if s.port > 65535:
         raise ConfigError(f"{path}: port must be at most 65535")
+
+
+def _validate_alerts(s: Settings, path: Path) -> None:
+    if s.alert_after_failures <= 0:
+        raise ConfigError(f"{path}: alert_after_failures must be greater than 0")
+    if not s.alert_webhook_url:
+        return
+    parts = urlsplit(s.alert_webhook_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{path}: alert_webhook_url must be an absolute http(s) URL")
+    if len(s.alert_webhook_secret) < 16 or any(
+        marker in s.alert_webhook_secret.lower() for marker in PLACEHOLDER_MARKERS
+    ):
+        raise ConfigError(
+            f"{path}: alert_webhook_url needs alert_webhook_secret, a random value of 16 "
+            "characters or more that signs each alert"
+        )
 
 
 def write_encryption_keys(path: Path, primary: str, old: tuple[str, ...]) -> None:

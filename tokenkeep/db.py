@@ -70,12 +70,17 @@ class Database:
     def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction taken with BEGIN IMMEDIATE (no upgrade deadlocks).
 
+        Inside an open transaction it joins that one, so a caller can group
+        several repository writes into one atomic unit (as import-php does).
         `durable=False` commits without waiting for the disk (synchronous=NORMAL
         in WAL mode): for state whose loss in a power cut is harmless, such as
         a refresh lease, which is then simply free again. The next durable
         commit makes it durable too.
         """
         conn = self.conn
+        if conn.in_transaction:  # this thread already holds the write lock
+            yield conn
+            return
         with self._write_lock:
             if not durable:
                 conn.execute("PRAGMA synchronous = NORMAL")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from tokenkeep.alerts import AlertSender
 from tokenkeep.authorization import (  # noqa: F401 - re-exported
     AuthorizationFlow,
     AuthorizationStart,
@@ -31,6 +32,7 @@ from tokenkeep.errors import (
     TokenKeepError,
     UnknownProvider,
 )
+from tokenkeep.events import EventLog
 from tokenkeep.keys import KeyRing
 from tokenkeep.keystore import KeyStore
 from tokenkeep.models import (
@@ -84,6 +86,8 @@ class TokenService(AuthorizationFlow, SingleFlight):
             public_url=settings.public_url,
             clock=clock,
         )
+        self.events = EventLog(repo.db, clock)
+        self.alerts: AlertSender | None = None  # set by bootstrap when alerts are configured
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -102,6 +106,11 @@ class TokenService(AuthorizationFlow, SingleFlight):
         self.check_alias(alias)
         if not self.repo.delete_provider(alias):
             raise UnknownProvider(f"no provider is registered as {alias!r}")
+        self.events.record(alias, "removed")
+
+    def record_import(self, alias: str, detail: str) -> None:
+        """Log that a provider was moved over from the PHP original."""
+        self.events.record(alias, "imported", detail=detail)
 
     def reauthorize_url(self, alias: str) -> str:
         """Where an operator re-authorizes a provider."""

@@ -21,6 +21,7 @@ from tokenkeep.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from tokenkeep.events import EventLog
 from tokenkeep.models import NEEDS_REAUTH, Clock, Provider, TokenRecord
 from tokenkeep.oauth import ProviderClient
 from tokenkeep.repository import Repository
@@ -48,6 +49,7 @@ class SingleFlight:
     sleep: Callable[[float], None]
     owner: str
     lease_seconds: float
+    events: EventLog
     _locks: dict[str, threading.Lock]
     _locks_guard: threading.Lock
 
@@ -90,6 +92,7 @@ class SingleFlight:
             lock.release()
 
     def _refresh_owned(self, alias: str, due: Due, serve_stale: bool) -> TokenResult:
+        started = self.clock()
         try:
             record = self.repo.get_token(alias)
             now = self.clock()
@@ -113,6 +116,8 @@ class SingleFlight:
                 next_attempt_at=None,
                 needs_reauth=True,
             )
+            code = exc.provider_error or exc.code
+            self.events.record(alias, "needs_reauth", code=code, detail=exc.description)
             raise self._reauth_error(alias, exc.description) from None
         except (UpstreamError, UpstreamUnavailable) as exc:
             assert record is not None
@@ -132,11 +137,20 @@ class SingleFlight:
                 next_attempt_at=now + backoff,
                 needs_reauth=False,
             )
+            self.events.record(
+                alias,
+                "refresh_failed",
+                code=getattr(exc, "provider_error", None) or exc.code,
+                detail=exc.description,
+                failures=failures,
+                duration=now - started,
+            )
             return self._fallback(self._record(alias), serve_stale, None)
         except BaseException:
             self.repo.release_lease(alias, self.owner)
             raise
         self.repo.complete_refresh(alias, self.owner, tokens.merged_with_previous(record.tokens))
+        self.events.record(alias, "refreshed", duration=self.clock() - started)
         return TokenResult(self._record(alias), refreshed=True)
 
     def _fallback(self, record: TokenRecord, serve_stale: bool, reason: str | None) -> TokenResult:
@@ -170,6 +184,7 @@ class SingleFlight:
             next_attempt_at=None,
             needs_reauth=True,
         )
+        self.events.record(record.alias, "needs_reauth", code="no_refresh_token", detail=reason)
         raise self._reauth_error(record.alias, reason)
 
     def _lock_for(self, alias: str) -> threading.Lock:

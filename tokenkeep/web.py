@@ -8,13 +8,15 @@ import hmac
 import logging
 import math
 import os
+import time
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from tokenkeep.config import Settings, load_settings, resolve_config_path
 from tokenkeep.errors import (
+    InsufficientScope,
     InvalidRequest,
     InvalidToken,
     StateError,
@@ -22,26 +24,17 @@ from tokenkeep.errors import (
     TooManyRequests,
     UpstreamUnavailable,
 )
-from tokenkeep.models import iso8601
+from tokenkeep.metrics import CONTENT_TYPE, Metrics
+from tokenkeep.models import is_valid_alias, iso8601
+from tokenkeep.payloads import HTML_HEADERS, min_valid_param, token_body
 from tokenkeep.service import TokenService
 from tokenkeep.singleflight import TokenResult
 from tokenkeep.throttle import FailureThrottle
 
 log = logging.getLogger("tokenkeep.web")
+access_log = logging.getLogger("tokenkeep.access")
 STATE_COOKIE = "tokenkeep_state"
 BROWSER_PATHS = frozenset({"/auth", "/auth.php", "/callback", "/callback.php"})
-MAX_MIN_VALID = 86400 * 365
-HTML_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
-RESERVED_FIELDS = ("access_token", "token_type", "expires_at", "expires_in", "scope", "provider")
 
 
 class AdminRequired(TokenKeepError):
@@ -66,11 +59,42 @@ def create_app(
         service = build_service(settings)
     app = Flask(__name__)
     app.config["TOKENKEEP_SERVICE"] = service
-    _register_routes(app, settings, service)
+    metrics = Metrics()
+    service.events.listeners.append(metrics.observe_event)
+    _observe_requests(app, metrics, json_log=settings.log_format == "json")
+    _register_routes(app, settings, service, metrics)
     return app
 
 
-def _register_routes(app: Flask, settings: Settings, service: TokenService) -> None:
+def _observe_requests(app: Flask, metrics: Metrics, *, json_log: bool) -> None:
+    """Count every answer for /metrics and, with log_format json, log one line for it."""
+
+    @app.before_request
+    def start_timer() -> None:
+        g.tokenkeep_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        # The route template, never the path or query: those can carry codes.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.observe_request(request.method, route, response.status_code)
+        if json_log:
+            started = g.get("tokenkeep_started", time.perf_counter())
+            alias = request.args.get("provider")
+            fields = {
+                "method": request.method,
+                "route": route,
+                "provider": alias if alias and is_valid_alias(alias) else None,
+                "status": response.status_code,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+            access_log.info("%s %s %s", request.method, route, response.status_code, extra=fields)
+        return response
+
+
+def _register_routes(
+    app: Flask, settings: Settings, service: TokenService, metrics: Metrics
+) -> None:
     admin_password = settings.admin_password.encode()
     throttle = FailureThrottle(service.clock)
 
@@ -145,6 +169,20 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
             raise InvalidRequest("the provider parameter is required")
         return values[0]
 
+    def require_master() -> None:
+        require_bearer(None)
+        key = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        if not hmac.compare_digest(key.encode(), settings.api_secret_token.encode()):
+            raise InsufficientScope("/metrics needs the master key (api_secret_token)")
+
+    @app.get("/metrics")
+    def metrics_() -> Response:
+        require_master()
+        text = metrics.render(service.repo.list_statuses(), service.events.totals())
+        response = Response(text, status=200, content_type=CONTENT_TYPE)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/healthz")
     def healthz() -> Response:
         try:
@@ -160,7 +198,7 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
         alias = provider_param_or_none()
         require_bearer(alias)
         alias = provider_param()
-        min_valid = _min_valid(request.args.getlist("min_valid"))
+        min_valid = min_valid_param(request.args.getlist("min_valid"))
         return _token_response(service.get_token(alias, min_valid), service)
 
     @app.post("/api/token/refresh")
@@ -253,47 +291,12 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
         return response
 
 
-def _min_valid(values: list[str]) -> int | None:
-    if not values:
-        return None
-    value = values[0]
-    if len(values) > 1 or not value.isascii() or not value.isdigit() or len(value) > 9:
-        raise InvalidRequest("min_valid must be a whole number of seconds, 0 or more, given once")
-    if int(value) > MAX_MIN_VALID:
-        raise InvalidRequest(f"min_valid must be at most {MAX_MIN_VALID}")
-    return int(value)
-
-
 def _token_response(result: TokenResult, service: TokenService) -> Response:
-    record = result.record
-    tokens = record.tokens
-    now = service.clock()
-    body: dict[str, Any] = {k: v for k, v in tokens.extras.items() if k not in RESERVED_FIELDS}
-    body.update(
-        {
-            "access_token": tokens.access_token,
-            "token_type": tokens.token_type,
-            "expires_at": iso8601(tokens.expires_at),
-            "expires_in": None
-            if tokens.expires_at is None
-            else max(0, int(tokens.expires_at - now)),
-            "scope": tokens.scope,
-            "provider": record.alias,
-        }
-    )
+    body, warning = token_body(result, service.clock())
     response = _json(body, 200)
-    if result.warning:
-        body["warning"] = result.warning
-        response = _json(body, 200)
-        response.headers["Warning"] = f'199 tokenkeep "{_header_text(result.warning)}"'
+    if warning is not None:
+        response.headers["Warning"] = warning
     return response
-
-
-def _header_text(text: str, limit: int = 200) -> str:
-    """Printable ASCII without quotes or backslashes, safe inside a quoted header value."""
-    ascii_text = text.encode("ascii", "replace").decode("ascii")
-    cleaned = "".join(c if c.isprintable() and c not in '"\\' else " " for c in ascii_text)
-    return cleaned[:limit]
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
