@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from tokenkeep.db import Database
+from tokenkeep.errors import ConfigError
 
 _NAME_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
@@ -36,7 +37,11 @@ def available_migrations() -> list[Migration]:
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migrations are not numbered 1..N without gaps: {versions}")
+        # A broken install, not a bad database: say so rather than blame the folder.
+        raise ConfigError(
+            f"this TokenKeep install ships migrations numbered {versions}, not 1..N "
+            "without gaps; reinstall the package"
+        )
     return found
 
 
