@@ -46,6 +46,9 @@ FORBIDDEN_INWARD = {
     # alerts gets its HTTP session from bootstrap, so it never imports requests itself.
     "alerts": {"service", "repository", "oauth", "web", "cli", "bootstrap", "db"},
     "metrics": {"service", "repository", "oauth", "web", "cli", "bootstrap", "db"},
+    # The hot path shares the web layer's pieces but never Flask itself (see FRAMEWORKS).
+    "hotpath": {"web", "cli", "bootstrap", "repository", "db", "oauth"},
+    "payloads": {"web", "cli", "bootstrap", "service", "repository", "db", "oauth"},
 }
 
 

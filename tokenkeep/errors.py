@@ -51,6 +51,13 @@ class InvalidToken(TokenKeepError):
     status = 401
 
 
+class AdminRequired(TokenKeepError):
+    """The operator pages need HTTP Basic as admin with the admin password."""
+
+    code = "invalid_token"
+    status = 401
+
+
 class TooManyRequests(TokenKeepError):
     """Too many failed authentications from this address; wait and retry."""
 

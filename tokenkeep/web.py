@@ -6,42 +6,44 @@ import base64
 import binascii
 import hmac
 import logging
-import math
 import os
 import time
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from tokenkeep.config import Settings, load_settings, resolve_config_path
 from tokenkeep.errors import (
+    AdminRequired,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
     StateError,
     TokenKeepError,
     TooManyRequests,
-    UpstreamUnavailable,
 )
+from tokenkeep.hotpath import TokenFastPath
 from tokenkeep.metrics import CONTENT_TYPE, Metrics
-from tokenkeep.models import is_valid_alias, iso8601
-from tokenkeep.payloads import HTML_HEADERS, min_valid_param, token_body
+from tokenkeep.models import iso8601
+from tokenkeep.payloads import (
+    HTML_HEADERS,
+    JSON_HEADERS,
+    RequestObserver,
+    bearer_key,
+    error_headers,
+    internal_error,
+    json_bytes,
+    min_valid_param,
+    token_body,
+)
 from tokenkeep.service import TokenService
 from tokenkeep.singleflight import TokenResult
 from tokenkeep.throttle import FailureThrottle
 
 log = logging.getLogger("tokenkeep.web")
-access_log = logging.getLogger("tokenkeep.access")
 STATE_COOKIE = "tokenkeep_state"
 BROWSER_PATHS = frozenset({"/auth", "/auth.php", "/callback", "/callback.php"})
-
-
-class AdminRequired(TokenKeepError):
-    """The operator pages need HTTP Basic with the admin password."""
-
-    code = "invalid_token"
-    status = 401
 
 
 def create_app(
@@ -61,34 +63,27 @@ def create_app(
     app.config["TOKENKEEP_SERVICE"] = service
     metrics = Metrics()
     service.events.listeners.append(metrics.observe_event)
-    _observe_requests(app, metrics, json_log=settings.log_format == "json")
+    observe = RequestObserver(metrics, json_log=settings.log_format == "json")
+    _observe_requests(app, observe)
     _register_routes(app, settings, service, metrics)
+    app.wsgi_app = TokenFastPath(app.wsgi_app, service, observe)  # type: ignore[method-assign]
     return app
 
 
-def _observe_requests(app: Flask, metrics: Metrics, *, json_log: bool) -> None:
-    """Count every answer for /metrics and, with log_format json, log one line for it."""
+def _observe_requests(app: Flask, observe: RequestObserver) -> None:
+    """Time every answer Flask gives and hand it to the observer (metrics, JSON log)."""
 
     @app.before_request
     def start_timer() -> None:
         g.tokenkeep_started = time.perf_counter()
 
     @app.after_request
-    def observe(response: Response) -> Response:
+    def observed(response: Response) -> Response:
         # The route template, never the path or query: those can carry codes.
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.observe_request(request.method, route, response.status_code)
-        if json_log:
-            started = g.get("tokenkeep_started", time.perf_counter())
-            alias = request.args.get("provider")
-            fields = {
-                "method": request.method,
-                "route": route,
-                "provider": alias if alias and is_valid_alias(alias) else None,
-                "status": response.status_code,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-            }
-            access_log.info("%s %s %s", request.method, route, response.status_code, extra=fields)
+        started = g.get("tokenkeep_started", time.perf_counter())
+        alias = request.args.get("provider")
+        observe(request.method, route, alias, response.status_code, time.perf_counter() - started)
         return response
 
 
@@ -115,12 +110,11 @@ def _register_routes(
         return error
 
     def require_bearer(alias: str | None) -> None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        key = bearer_key(request.headers.get("Authorization", ""))
+        if key is None:
             raise failed(InvalidToken("send the API key as 'Authorization: Bearer KEY'"))
         try:
-            caller = service.keys.authenticate(key.strip())
+            caller = service.keys.authenticate(key)
         except InvalidToken as exc:
             raise failed(exc) from None
         if alias is not None:
@@ -267,24 +261,14 @@ def _register_routes(
             error.status = exc.code or 500
             error.code = exc.name.lower().replace(" ", "_")
         else:
-            log.error("unhandled %s on %s", type(exc).__name__, request.path, exc_info=exc)
-            error = TokenKeepError("internal error; see the server log")
+            error = internal_error(exc, request.path)
         if request.path in BROWSER_PATHS:
             response = _page(
                 "error.html", error.status, error=error.code, message=error.description
             )
         else:
             response = _json(error.to_dict(), error.status)
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(error, TooManyRequests | UpstreamUnavailable) and retry_after:
-            response.headers["Retry-After"] = str(math.ceil(retry_after))
-        if error.status == 401:
-            if isinstance(error, AdminRequired):
-                response.headers["WWW-Authenticate"] = 'Basic realm="TokenKeep", charset="UTF-8"'
-            else:
-                response.headers["WWW-Authenticate"] = (
-                    f'Bearer realm="TokenKeep", error="{error.code}"'
-                )
+        response.headers.update(error_headers(error))
         if isinstance(exc, HTTPException) and exc.code == 405:
             allowed = exc.get_headers().copy()
             response.headers.update({k: v for k, v in allowed if k == "Allow"})
@@ -300,10 +284,8 @@ def _token_response(result: TokenResult, service: TokenService) -> Response:
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
+    response = Response(json_bytes(body), status=status, mimetype="application/json")
+    response.headers.update(JSON_HEADERS)
     return response
 
 
