@@ -108,7 +108,9 @@ def write_report(out: Path, r: dict[str, Any], *, command: str, quick: bool) -> 
         "",
         f"- CPU per request ratio **{scale['cpu_ratio']:.2f}**, requests/s ratio "
         f"**{scale['rps_ratio']:.2f}** (bar: within 10%): {_ok(within)}",
-        f"- Database size: {scale['db_mb']:.1f} MB (file and WAL).",
+        f"- Database size: {scale['db_mb']:.1f} MB (file and WAL). RSS per worker after "
+        f"these runs: {', '.join(f'{x:.0f} MB' for x in scale['rss_mb'])} "
+        f"(bar: at most 60 MB): {_ok(max(scale['rss_mb']) <= 60)}",
         f"- `tokenkeep providers` over all of them: {scale['providers_s']:.2f} s "
         f"({scale['providers_lines']:,} lines; median of 3).",
         f"- Seeding them through the library took {scale['seeding_s']:.0f} s "
@@ -125,7 +127,7 @@ def write_report(out: Path, r: dict[str, Any], *, command: str, quick: bool) -> 
         "",
         "## 6. Footprint",
         "",
-        f"- RSS per worker after the hot-path runs: "
+        f"- RSS per worker after the hot-path runs (one provider): "
         f"{', '.join(f'{x:.0f} MB' for x in hot['rss_mb'])} (bar: at most 60 MB): "
         f"{_ok(max(hot['rss_mb']) <= 60)}",
         f"- `tokenkeep --help`: {fp['help_s'] * 1000:.0f} ms (median of 10; bar: at most "

@@ -211,7 +211,7 @@ def scale(b: Bench, upstream: Upstream) -> dict[str, Any]:
         running(one.serve_command(2), one.url, "/healthz", env=one.env) as single,
         running(many.serve_command(2), many.url, "/healthz", env=many.env) as multi,
     ):
-        results = b.interleave(
+        scale_results = b.interleave(
             {
                 "one provider": lambda: wrk(
                     single, path, headers=b.headers(one), seconds=b.seconds
@@ -221,6 +221,8 @@ def scale(b: Bench, upstream: Upstream) -> dict[str, Any]:
                 ),
             }
         )
+        rss = [rss_mb(pid) for pid in multi.workers()]
+    results = scale_results
     timings = []
     for _ in range(3):
         started = time.monotonic()
@@ -243,6 +245,7 @@ def scale(b: Bench, upstream: Upstream) -> dict[str, Any]:
         "db_mb": database_bytes(many) / 1e6,
         "providers_s": statistics.median(timings),
         "providers_lines": len(listing.stdout.splitlines()),
+        "rss_mb": rss,
     }
 
 
