@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.toml
 LINTED  := tokenkeep tests $(wildcard bench)
-SOURCES := $(shell find tokenkeep migrations -type f \( -name '*.py' -o -name '*.sql' -o -name '*.html' -o -name '*.json' \) 2>/dev/null)
+SOURCES := $(shell find tokenkeep migrations -type f \( -name '*.py' -o -name '*.sql' -o -name '*.html' -o -name '*.css' -o -name '*.json' \) 2>/dev/null)
 
 .PHONY: run test lint typecheck pytest install clean
 

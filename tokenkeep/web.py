@@ -22,15 +22,16 @@ from tokenkeep.errors import (
     TooManyRequests,
     UpstreamUnavailable,
 )
+from tokenkeep.httptext import header_text, min_valid_param
 from tokenkeep.models import iso8601
+from tokenkeep.pages import denied, failure_for, status_rows, until
 from tokenkeep.service import TokenService
 from tokenkeep.singleflight import TokenResult
 from tokenkeep.throttle import FailureThrottle
 
 log = logging.getLogger("tokenkeep.web")
 STATE_COOKIE = "tokenkeep_state"
-BROWSER_PATHS = frozenset({"/auth", "/auth.php", "/callback", "/callback.php"})
-MAX_MIN_VALID = 86400 * 365
+BROWSER_PATHS = frozenset({"/", "/auth", "/auth.php", "/callback", "/callback.php"})
 HTML_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
@@ -145,6 +146,15 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
             raise InvalidRequest("the provider parameter is required")
         return values[0]
 
+    @app.get("/")
+    def status_page() -> Response:
+        try:
+            require_admin()
+        except AdminRequired as exc:
+            raise failed(exc) from None
+        rows = status_rows(service.repo.list_statuses(), service.clock())
+        return _page("status.html", 200, rows=rows, public_url=settings.public_url)
+
     @app.get("/healthz")
     def healthz() -> Response:
         try:
@@ -160,7 +170,7 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
         alias = provider_param_or_none()
         require_bearer(alias)
         alias = provider_param()
-        min_valid = _min_valid(request.args.getlist("min_valid"))
+        min_valid = min_valid_param(request.args.getlist("min_valid"))
         return _token_response(service.get_token(alias, min_valid), service)
 
     @app.post("/api/token/refresh")
@@ -169,8 +179,8 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
         require_bearer(provider_param_or_none())
         return _token_response(service.force_refresh(provider_param()), service)
 
-    @app.get("/auth")
     @app.get("/auth.php")
+    @app.get("/auth")  # registered first, so url_for("auth") builds the current URL
     def auth() -> Response:
         require_operator(provider_param_or_none())
         alias = provider_param()
@@ -199,21 +209,22 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
                 alias: str | None = pending.alias
             except StateError:
                 alias = None
-            return _page(
-                "denied.html",
-                400,
-                alias=alias,
-                error=args.get("error", "")[:100],
-                description=args.get("error_description", "")[:300],
-            )
+            failure = denied(args.get("error", ""), args.get("error_description", ""), alias)
+            return _page("failed.html", 400, failure=failure)
         pending = service.take_state(args.get("state"), binding, hint)
-        provider, record = service.complete_authorization(pending, args.get("code"))
+        try:
+            provider, record = service.complete_authorization(pending, args.get("code"))
+        except TokenKeepError as exc:  # the provider is known now: offer to start again
+            failure = failure_for(exc, pending.alias, callback=True)
+            return _page("failed.html", exc.status, failure=failure)
+        expires_at = record.tokens.expires_at
         response = _page(
             "connected.html",
             200,
             alias=provider.alias,
-            scope=record.tokens.scope,
-            expires_at=iso8601(record.tokens.expires_at),
+            scopes=(record.tokens.scope or "").split(),
+            expires_at=iso8601(expires_at),
+            expires_in=None if expires_at is None else until(expires_at, service.clock()),
             has_refresh=record.tokens.refresh_token is not None,
             public_url=settings.public_url,
         )
@@ -232,9 +243,8 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
             log.error("unhandled %s on %s", type(exc).__name__, request.path, exc_info=exc)
             error = TokenKeepError("internal error; see the server log")
         if request.path in BROWSER_PATHS:
-            response = _page(
-                "error.html", error.status, error=error.code, message=error.description
-            )
+            failure = failure_for(error, callback=request.path.startswith("/callback"))
+            response = _page("failed.html", error.status, failure=failure)
         else:
             response = _json(error.to_dict(), error.status)
         retry_after = getattr(error, "retry_after", None)
@@ -251,17 +261,6 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
             allowed = exc.get_headers().copy()
             response.headers.update({k: v for k, v in allowed if k == "Allow"})
         return response
-
-
-def _min_valid(values: list[str]) -> int | None:
-    if not values:
-        return None
-    value = values[0]
-    if len(values) > 1 or not value.isascii() or not value.isdigit() or len(value) > 9:
-        raise InvalidRequest("min_valid must be a whole number of seconds, 0 or more, given once")
-    if int(value) > MAX_MIN_VALID:
-        raise InvalidRequest(f"min_valid must be at most {MAX_MIN_VALID}")
-    return int(value)
 
 
 def _token_response(result: TokenResult, service: TokenService) -> Response:
@@ -285,15 +284,8 @@ def _token_response(result: TokenResult, service: TokenService) -> Response:
     if result.warning:
         body["warning"] = result.warning
         response = _json(body, 200)
-        response.headers["Warning"] = f'199 tokenkeep "{_header_text(result.warning)}"'
+        response.headers["Warning"] = f'199 tokenkeep "{header_text(result.warning)}"'
     return response
-
-
-def _header_text(text: str, limit: int = 200) -> str:
-    """Printable ASCII without quotes or backslashes, safe inside a quoted header value."""
-    ascii_text = text.encode("ascii", "replace").decode("ascii")
-    cleaned = "".join(c if c.isprintable() and c not in '"\\' else " " for c in ascii_text)
-    return cleaned[:limit]
 
 
 def _json(body: dict[str, Any], status: int) -> Response:
