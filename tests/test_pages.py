@@ -123,7 +123,8 @@ def test_status_page_lists_every_provider_with_its_state_and_a_connect_button(
     ]
     acme, billing, crm = (text_of(row) for row in rows)
     assert "Connected" in acme
-    assert "in 50 min" in acme and "2027-01-15T09:00:00Z" in acme
+    assert "in 50 min" in acme and "2027-01-15 09:00 UTC" in acme
+    assert '<time datetime="2027-01-15T09:00:00Z">in 50 min</time>' in page
     assert "10 min ago" in acme  # last refresh: when the tokens were obtained
     assert "Reconnect acme" in acme
     assert "Not connected" in billing and "Connect billing" in billing
@@ -133,6 +134,7 @@ def test_status_page_lists_every_provider_with_its_state_and_a_connect_button(
     assert 'href="/auth?provider=billing"' in page
     for header in ("Provider", "Status", "Access token expires", "Last refresh", "Last error"):
         assert f'<th scope="col">{header}</th>' in page
+    assert '<th scope="col">Needs re&#8209;authorization</th>' in page
     assert page.count('<th scope="row">') == 3
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tokenkeep.errors import StateError, TokenKeepError, UpstreamError, UpstreamUnavailable
 from tokenkeep.models import CONNECTED, NEEDS_REAUTH, ProviderStatus, iso8601
@@ -55,7 +56,8 @@ class Moment:
     """A point in time as the page shows it: relative text plus the exact ISO 8601 time."""
 
     text: str
-    iso: str
+    iso: str  # for the datetime attribute
+    exact: str  # "2027-01-15 09:00 UTC", for people
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def _moment(ts: float | None, now: float, *, future: bool) -> Moment | None:
     if ts is None:
         return None
     text = until(ts, now) if future else since(ts, now)
-    return Moment(text=text, iso=iso8601(ts) or "")
+    exact = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Moment(text=text, iso=iso8601(ts) or "", exact=exact)
 
 
 def status_rows(statuses: Iterable[ProviderStatus], now: float) -> list[StatusRow]:
