@@ -4,9 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.toml
 LINTED  := tokenkeep tests $(wildcard bench)
-SOURCES := $(shell find tokenkeep migrations -type f \( -name '*.py' -o -name '*.sql' -o -name '*.html' -o -name '*.json' \) 2>/dev/null)
+SOURCES := $(shell find tokenkeep migrations -type f \( -name '*.py' -o -name '*.sql' -o -name '*.html' -o -name '*.css' -o -name '*.json' \) 2>/dev/null)
 
-.PHONY: run test lint typecheck pytest install clean bench
+OIDC    := tests/oidc
+# apt-get as root, else through sudo; the browser test's tools come from Debian.
+APT_GET := DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get
+
+.PHONY: run test lint typecheck pytest install browser-tools node clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +25,23 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(SOURCES)
 
 install: $(VENV)/.installed
 
+# tests/test_browser.py drives Debian's Chromium through its ChromeDriver
+# (downloading a browser at test time does not work here), against
+# oidc-provider from the npm registry, installed from the committed lockfile.
+/usr/bin/chromium /usr/bin/chromedriver &:
+	$(APT_GET) update -q
+	$(APT_GET) install -y -q chromium chromium-driver
+
+node:
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ $(APT_GET) update -q && $(APT_GET) install -y -q nodejs npm; }
+
+$(OIDC)/node_modules/.package-lock.json: $(OIDC)/package.json $(OIDC)/package-lock.json | node
+	cd $(OIDC) && npm ci --no-audit --no-fund
+	touch $@
+
+browser-tools: /usr/bin/chromium /usr/bin/chromedriver $(OIDC)/node_modules/.package-lock.json
+
 run: install
 	@test -f $(CONFIG) || $(BIN)/tokenkeep --config $(CONFIG) init
 	$(BIN)/tokenkeep --config $(CONFIG) serve
@@ -32,15 +53,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict tokenkeep
 
-pytest: install
+pytest: install browser-tools
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 # Benchmarks (docs/benchmarks.md); wrk comes from Debian. Not part of `make test`.
 bench: install
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@command -v wrk >/dev/null || ($(APT_GET) update -qq && $(APT_GET) install -y -qq wrk)
 	cd bench && ../$(BIN)/python run.py --out ../docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache $(OIDC)/node_modules

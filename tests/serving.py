@@ -236,8 +236,8 @@ def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> 
                 answer = probe.get(url + "/healthz", timeout=1, headers={"Connection": "close"})
                 if answer.status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or too slow on a loaded machine: poll again
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"tokenkeep serve not healthy in {STARTUP_SECONDS} s:\n{log.read_text()}"

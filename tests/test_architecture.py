@@ -49,6 +49,8 @@ FORBIDDEN_INWARD = {
     # The hot path shares the web layer's pieces but never Flask itself (see FRAMEWORKS).
     "hotpath": {"web", "cli", "bootstrap", "repository", "db", "oauth"},
     "payloads": {"web", "cli", "bootstrap", "service", "repository", "db", "oauth"},
+    # What the pages say is plain data; only web.py renders it.
+    "pages": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap"},
 }
 
 

@@ -1017,8 +1017,9 @@ def test_callback_with_access_denied_shows_a_page_and_keeps_existing_tokens(
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     assert "access_denied" in page
-    assert "did not grant access" in page
+    assert "Access was denied at the provider" in page
     assert "The user said no" in page
+    assert 'href="/auth?provider=acme"' in page  # a way to start again
     assert_html_security_headers(response)
     stored = connected.repo.get_token("acme")
     assert stored is not None

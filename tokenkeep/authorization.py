@@ -81,20 +81,32 @@ class AuthorizationFlow:
     ) -> PendingAuthorization:
         """Consume a callback's state: known, unexpired, unused and from this browser."""
         if not state:
-            raise StateError("the callback carries no state; start again from /auth")
+            raise StateError(
+                "the callback carries no state; start again from /auth", reason="missing"
+            )
         if not binding or not hmac.compare_digest(binding, browser_binding(state)):
             # Checked before the state is consumed: a foreign browser changes nothing.
             raise StateError(
                 "this authorization was started in a different browser (or its cookie "
-                "was lost); start again from /auth in this browser"
+                "was lost); start again from /auth in this browser",
+                reason="foreign",
             )
         pending = self.repo.take_pending(state_hash(state))
         if pending is None:
-            raise StateError("unknown or already used state; start again from /auth")
+            raise StateError(
+                "unknown or already used state; start again from /auth", reason="unknown"
+            )
         if pending.expires_at < self.clock():
-            raise StateError("this authorization expired; start again from /auth")
+            raise StateError(
+                "this authorization expired; start again from /auth",
+                reason="expired",
+                alias=pending.alias,
+            )
         if provider_hint is not None and provider_hint != pending.alias:
-            raise StateError("the state belongs to another provider; start again from /auth")
+            raise StateError(
+                "the state belongs to another provider; start again from /auth",
+                reason="mismatch",
+            )
         return pending
 
     def complete_authorization(

@@ -138,3 +138,10 @@ class StateError(TokenKeepError):
 
     code = "invalid_request"
     status = 400
+
+    def __init__(
+        self, description: str, *, reason: str = "unknown", alias: str | None = None
+    ) -> None:
+        super().__init__(description)
+        self.reason = reason  # missing | foreign | unknown | expired | mismatch
+        self.alias = alias  # the provider the state was for, when it is known

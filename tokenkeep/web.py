@@ -37,13 +37,14 @@ from tokenkeep.payloads import (
     min_valid_param,
     token_body,
 )
+from tokenkeep.pages import denied, failure_for, status_rows, until
 from tokenkeep.service import TokenService
 from tokenkeep.singleflight import TokenResult
 from tokenkeep.throttle import FailureThrottle
 
 log = logging.getLogger("tokenkeep.web")
 STATE_COOKIE = "tokenkeep_state"
-BROWSER_PATHS = frozenset({"/auth", "/auth.php", "/callback", "/callback.php"})
+BROWSER_PATHS = frozenset({"/", "/auth", "/auth.php", "/callback", "/callback.php"})
 
 
 def create_app(
@@ -177,6 +178,15 @@ def _register_routes(
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    @app.get("/")
+    def status_page() -> Response:
+        try:
+            require_admin()
+        except AdminRequired as exc:
+            raise failed(exc) from None
+        rows = status_rows(service.repo.list_statuses(), service.clock())
+        return _page("status.html", 200, rows=rows, public_url=settings.public_url)
+
     @app.get("/healthz")
     def healthz() -> Response:
         try:
@@ -201,8 +211,8 @@ def _register_routes(
         require_bearer(provider_param_or_none())
         return _token_response(service.force_refresh(provider_param()), service)
 
-    @app.get("/auth")
     @app.get("/auth.php")
+    @app.get("/auth")  # registered first, so url_for("auth") builds the current URL
     def auth() -> Response:
         require_operator(provider_param_or_none())
         alias = provider_param()
@@ -231,21 +241,22 @@ def _register_routes(
                 alias: str | None = pending.alias
             except StateError:
                 alias = None
-            return _page(
-                "denied.html",
-                400,
-                alias=alias,
-                error=args.get("error", "")[:100],
-                description=args.get("error_description", "")[:300],
-            )
+            failure = denied(args.get("error", ""), args.get("error_description", ""), alias)
+            return _page("failed.html", 400, failure=failure)
         pending = service.take_state(args.get("state"), binding, hint)
-        provider, record = service.complete_authorization(pending, args.get("code"))
+        try:
+            provider, record = service.complete_authorization(pending, args.get("code"))
+        except TokenKeepError as exc:  # the provider is known now: offer to start again
+            failure = failure_for(exc, pending.alias, callback=True)
+            return _page("failed.html", exc.status, failure=failure)
+        expires_at = record.tokens.expires_at
         response = _page(
             "connected.html",
             200,
             alias=provider.alias,
-            scope=record.tokens.scope,
-            expires_at=iso8601(record.tokens.expires_at),
+            scopes=(record.tokens.scope or "").split(),
+            expires_at=iso8601(expires_at),
+            expires_in=None if expires_at is None else until(expires_at, service.clock()),
             has_refresh=record.tokens.refresh_token is not None,
             public_url=settings.public_url,
         )
@@ -263,9 +274,8 @@ def _register_routes(
         else:
             error = internal_error(exc, request.path)
         if request.path in BROWSER_PATHS:
-            response = _page(
-                "error.html", error.status, error=error.code, message=error.description
-            )
+            failure = failure_for(error, callback=request.path.startswith("/callback"))
+            response = _page("failed.html", error.status, failure=failure)
         else:
             response = _json(error.to_dict(), error.status)
         response.headers.update(error_headers(error))
