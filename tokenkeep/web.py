@@ -26,6 +26,7 @@ from tokenkeep.errors import (
 from tokenkeep.hotpath import TokenFastPath
 from tokenkeep.metrics import CONTENT_TYPE, Metrics
 from tokenkeep.models import iso8601
+from tokenkeep.pages import denied, failure_for, status_rows, until
 from tokenkeep.payloads import (
     HTML_HEADERS,
     JSON_HEADERS,
@@ -37,7 +38,6 @@ from tokenkeep.payloads import (
     min_valid_param,
     token_body,
 )
-from tokenkeep.pages import denied, failure_for, status_rows, until
 from tokenkeep.service import TokenService
 from tokenkeep.singleflight import TokenResult
 from tokenkeep.throttle import FailureThrottle
