@@ -65,6 +65,7 @@ def create_app(
 
         service = build_service(settings)
     app = Flask(__name__)
+    app.url_map.merge_slashes = False  # `/api//token` is a 404, not a redirect built from Host
     app.config["TOKENKEEP_SERVICE"] = service
     _register_routes(app, settings, service)
     return app
@@ -93,10 +94,11 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
     def require_bearer(alias: str | None) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        key = key.strip(" \t")  # only optional whitespace (RFC 9110 section 5.6.3), no more
+        if scheme.lower() != "bearer" or not key:
             raise failed(InvalidToken("send the API key as 'Authorization: Bearer KEY'"))
         try:
-            caller = service.keys.authenticate(key.strip())
+            caller = service.keys.authenticate(key)
         except InvalidToken as exc:
             raise failed(exc) from None
         if alias is not None:
@@ -227,7 +229,10 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
         elif isinstance(exc, HTTPException):
             error = TokenKeepError(exc.description or exc.name)
             error.status = exc.code or 500
-            error.code = exc.name.lower().replace(" ", "_")
+            # A malformed request (e.g. an invalid Host) keeps the documented 400 code.
+            error.code = (
+                "invalid_request" if exc.code == 400 else exc.name.lower().replace(" ", "_")
+            )
         else:
             log.error("unhandled %s on %s", type(exc).__name__, request.path, exc_info=exc)
             error = TokenKeepError("internal error; see the server log")
