@@ -482,3 +482,40 @@ def _run_all(runner: CliRunner, base: list[str]) -> list[Any]:
         runner.invoke(main, [*base, "auth-link", "acme"]),
         runner.invoke(main, [*base, "migrate", "--list"]),
     ]
+
+
+def test_the_refresh_token_is_never_served_to_a_backend(
+    client: FlaskClient,
+    service: TokenService,
+    admin_headers: dict[str, str],
+    api_headers: dict[str, str],
+    clock: FakeClock,
+    rsps: responses.RequestsMock,
+) -> None:
+    register(service)
+    state = start(client, admin_headers)
+    rsps.post(
+        TOKEN_URL,
+        json={"access_token": "AT", "refresh_token": "RT-never-served", "expires_in": 3600},
+    )
+    assert client.get(f"/callback?code=abc&state={state}").status_code == 200
+    clock.advance(60)
+
+    served = client.get("/api/token?provider=acme", headers=api_headers)
+    forced = client.post("/api/token/refresh?provider=acme", headers=api_headers)
+
+    for response in (served, forced):
+        assert response.status_code == 200
+        assert "refresh_token" not in response.get_json()
+        assert b"RT-never-served" not in response.data
+
+
+def test_security_doc_covers_reach_rfc_9700_rotation_and_tls() -> None:
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    for heading in ("## Who can reach what", "## Rotating the encryption key", "## Behind TLS"):
+        assert heading in doc, heading
+    for section in ("2.1", "4.1", "4.2", "4.7", "4.14"):
+        assert f"§{section}" in doc, section
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "docs/security.md" in readme.split("## Security notes")[1].split("\n## ")[0]
