@@ -294,3 +294,39 @@ def test_a_rejected_update_keeps_a_second_provider_too(
     assert snapshot(connected.repo) == before
     provider = connected.repo.get_provider("bravo")
     assert provider is not None and provider.token_url.startswith("https://")
+
+
+@pytest.mark.parametrize(
+    ("where", "args"),
+    [
+        pytest.param("UNDER-A-FILE", ["init"], id="config-under-a-file"),
+        pytest.param("/proc/tokenkeep-test/config.toml", ["init"], id="unwritable-folder"),
+        pytest.param("EXISTING", ["init"], id="config-exists"),
+        pytest.param("NEW", ["init", "--public-url", "ftp://tokens.example.com"], id="ftp-url"),
+        pytest.param("NEW", ["init", "--public-url", "not a url"], id="words-url"),
+        pytest.param("NEW", ["init", "--public-url", "https://t.example/?q=1"], id="query-url"),
+        pytest.param("NEW", ["init", "--public-urlx", "https://t.example"], id="misspelt"),
+    ],
+)
+def test_init_in_a_bad_place_or_with_a_bad_url_is_one_line_and_leaves_nothing(
+    tmp_path: Path,
+    config_file: Path,
+    settings: Settings,
+    connected: TokenService,
+    where: str,
+    args: list[str],
+) -> None:
+    target = {
+        "UNDER-A-FILE": str(config_file / "config.toml"),
+        "EXISTING": str(config_file),
+        "NEW": str(tmp_path / "new" / "config.toml"),
+    }.get(where, where)
+    before = snapshot(connected.repo)
+    config_bytes = config_file.read_bytes()
+
+    result = CliRunner().invoke(main, ["--config", target, *args])
+
+    assert_failed_cleanly(result, settings)
+    assert not (tmp_path / "new" / "config.toml").exists()
+    assert config_file.read_bytes() == config_bytes
+    assert snapshot(connected.repo) == before

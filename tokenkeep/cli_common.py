@@ -58,6 +58,9 @@ class TokenKeepGroup(click.Group):
             _fail(exc.description, exc.exit_code)
         except click.UsageError as exc:  # a sub-command's bad option, argument or value
             _usage_error(exc, ctx)
+        except OSError as exc:  # e.g. init or rotate-key cannot write the config
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or type(exc).__name__}{where}", 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
