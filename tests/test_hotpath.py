@@ -237,3 +237,16 @@ def test_basic_auth_header_value_is_not_mistaken_for_a_bearer_key() -> None:
     assert bearer_key("Bearer  key ") == "key"
     assert bearer_key("BEARER key") == "key"
     assert bearer_key("Bearer ") is None
+
+
+@pytest.mark.parametrize("host", ["x" * 64, "x" * 10_000, "exa mple", ""])
+def test_a_host_flask_might_refuse_is_left_to_flask(
+    paths: Paths, service: TokenService, api_headers: dict[str, str], host: str
+) -> None:
+    register(service)
+    connect(service)
+
+    fast, flask = paths.both("/api/token?provider=acme", {**api_headers, "Host": host})
+
+    assert paths.flask_calls == 1
+    assert fast[0] == flask[0]

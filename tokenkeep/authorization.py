@@ -84,7 +84,9 @@ class AuthorizationFlow:
             raise StateError(
                 "the callback carries no state; start again from /auth", reason="missing"
             )
-        if not binding or not hmac.compare_digest(binding, browser_binding(state)):
+        expected = browser_binding(state).encode()
+        # Bytes, not str: compare_digest raises TypeError on a non-ASCII cookie value.
+        if not binding or not hmac.compare_digest(binding.encode("utf-8", "replace"), expected):
             # Checked before the state is consumed: a foreign browser changes nothing.
             raise StateError(
                 "this authorization was started in a different browser (or its cookie "

@@ -43,18 +43,37 @@ class State:
 class TokenKeepGroup(click.Group):
     """Turns TokenKeep errors into one line on stderr and a non-zero exit."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse the global options; a usage error is one line on stderr as well."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _usage_error(exc, ctx)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; never show a traceback for an expected failure."""
         try:
             return super().invoke(ctx)
         except TokenKeepError as exc:
             _fail(exc.description, exc.exit_code)
+        except click.UsageError as exc:  # a sub-command's bad option, argument or value
+            _usage_error(exc, ctx)
+        except OSError as exc:  # e.g. init or rotate-key cannot write the config
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror or type(exc).__name__}{where}", 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
 
+def _usage_error(exc: click.UsageError, ctx: click.Context) -> NoReturn:
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        raise exc  # a bare group (`tokenkeep keys`) shows its help, as click does
+    where = (exc.ctx or ctx).command_path
+    _fail(f"{exc.format_message()} (see '{where} --help')", exc.exit_code)
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {' '.join(message.split())}", err=True)
     sys.exit(code)
 
 

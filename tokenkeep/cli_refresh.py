@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
 
 from tokenkeep.cli_common import State, pass_state
 from tokenkeep.models import iso8601
+
+
+def _finite(value: float | None, flag: str) -> float | None:
+    """Refuse nan and inf, which FloatRange lets through (no comparison is true for nan)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of days", param_hint=flag)
+    return value
 
 
 @click.command()
@@ -37,6 +45,7 @@ def refresh(state: State, alias: str) -> None:
 @click.option(
     "--keep-alive-days",
     type=click.FloatRange(0, min_open=True),
+    callback=lambda ctx, param, value: _finite(value, "--keep-alive-days"),
     metavar="DAYS",
     help="Also refresh tokens not refreshed for this many days.",
 )

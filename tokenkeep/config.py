@@ -198,7 +198,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a whole number, got a boolean")
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value):
+        # ASCII digits only: full-width or Arabic-Indic digits are not silently a port.
+        if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,18}\s*", value, re.ASCII):
             return int(value)
         raise ConfigError(f"{where}: expected a whole number, got {type(value).__name__}")
     if kind is float:
@@ -207,7 +208,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         number: float | None = None
         if isinstance(value, int | float):
             number = float(value)
-        elif isinstance(value, str):
+        elif isinstance(value, str) and value.isascii():
             with contextlib.suppress(ValueError):
                 number = float(value)
         if number is not None and math.isfinite(number):

@@ -37,6 +37,11 @@ from tokenkeep.service import TokenService
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 TOKEN_ROUTES = frozenset({"/api/token", "/api/token.php"})
 _QUERY = re.compile(rf"provider=({ALIAS_RE.pattern})(?:&min_valid=([0-9]{{1,9}}))?")
+# Hosts Flask certainly accepts (werkzeug refuses a DNS label over 63 characters);
+# anything else goes to Flask, which decides.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}(?::[0-9]{1,5})?|\[[0-9a-fA-F:.]+\](?::[0-9]{1,5})?"
+)
 _REASONS = {s.value: f"{s.value} {s.phrase.upper()}" for s in HTTPStatus}  # as werkzeug
 
 
@@ -57,7 +62,7 @@ class TokenFastPath:
             return self.app(environ, start_response)
         query = _QUERY.fullmatch(environ.get("QUERY_STRING", ""))
         key = bearer_key(environ.get("HTTP_AUTHORIZATION", ""))
-        if query is None or key is None:
+        if query is None or key is None or not _HOST.fullmatch(environ.get("HTTP_HOST", "")):
             return self.app(environ, start_response)
         try:
             caller = self.service.keys.authenticate(key)

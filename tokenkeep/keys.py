@@ -104,7 +104,13 @@ class KeyRing:
 
     def check_link(self, alias: str, expires: str, nonce: str, sig: str) -> None:
         """Accept a link once: right signature, not expired, nonce unspent."""
-        if not expires.isdigit() or not nonce or not sig:
+        # ASCII digits only and a bounded length: int() refuses "²" and 5,000-digit strings.
+        if (
+            not (expires.isascii() and expires.isdigit())
+            or len(expires) > 12
+            or not nonce
+            or not sig
+        ):
             raise InvalidToken("this authorization link is malformed")
         expected = self._sign(alias, int(expires), nonce)
         if not hmac.compare_digest(expected.encode(), sig.encode()):

@@ -61,6 +61,7 @@ def create_app(
 
         service = build_service(settings)
     app = Flask(__name__)
+    app.url_map.merge_slashes = False  # `/api//token` is a 404, not a redirect built from Host
     app.config["TOKENKEEP_SERVICE"] = service
     metrics = Metrics()
     service.events.listeners.append(metrics.observe_event)
@@ -270,7 +271,10 @@ def _register_routes(
         elif isinstance(exc, HTTPException):
             error = TokenKeepError(exc.description or exc.name)
             error.status = exc.code or 500
-            error.code = exc.name.lower().replace(" ", "_")
+            # A malformed request (e.g. an invalid Host) keeps the documented 400 code.
+            error.code = (
+                "invalid_request" if exc.code == 400 else exc.name.lower().replace(" ", "_")
+            )
         else:
             error = internal_error(exc, request.path)
         if request.path in BROWSER_PATHS:
