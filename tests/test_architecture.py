@@ -30,6 +30,7 @@ FORBIDDEN_INWARD = {
     "singleflight": {"web", "cli", "bootstrap", "service"},
     "authorization": {"web", "cli", "bootstrap", "service"},
     "refresh_all": {"web", "cli", "bootstrap"},
+    "presets": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap"},
 }
 
 

@@ -79,15 +79,25 @@ def classify_error(
     body: Mapping[str, Any],
     retry_after: float | None,
     secrets: Iterable[str] = (),
+    *,
+    permanent: Iterable[str] = (),
+    transient: Iterable[str] = (),
 ) -> TokenKeepError:
-    """Turn an error answer from a token endpoint into the right exception."""
+    """Turn an error answer from a token endpoint into the right exception.
+
+    `permanent` adds a provider's own dead-grant codes; `transient` adds regular
+    expressions over "code description" that mean throttling (both from its quirks).
+    """
     secrets = tuple(secrets)
     code = clean_text(redact(_error_code(body), secrets), 80)
     description = body.get("error_description") or body.get("message") or ""
     description = clean_text(redact(str(description), secrets)) if description else ""
     codes = body.get("error_codes")
-    throttled = bool(_THROTTLE_RE.search(f"{code} {description}")) or (
-        isinstance(codes, list) and 50196 in codes
+    text = f"{code} {description}"
+    throttled = (
+        bool(_THROTTLE_RE.search(text))
+        or (isinstance(codes, list) and 50196 in codes)
+        or any(re.search(pattern, text, re.IGNORECASE) for pattern in transient)
     )
     label = code or f"HTTP {status}"
     detail = f"{label} ({description})" if description else label
@@ -97,7 +107,7 @@ def classify_error(
             retry_after=retry_after,
             provider_error=code or None,
         )
-    if code.lower() in PERMANENT_ERRORS:
+    if code.lower() in PERMANENT_ERRORS or code.lower() in {p.lower() for p in permanent}:
         return PermanentUpstreamError(
             f"{alias}: the provider rejected the grant: {detail}", provider_error=code
         )

@@ -14,6 +14,7 @@ from typing import Any
 Clock = Callable[[], float]
 
 ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+HOST_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 CONNECTED = "connected"
 NEEDS_REAUTH = "needs_reauth"
@@ -33,6 +34,87 @@ def iso8601(ts: float | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Quirks:
+    """Provider behaviour beyond RFC 6749, usually set by a preset; every field is generic.
+
+    Stored as one JSON object per provider; `from_dict` refuses unknown fields, so
+    preset data can only use what the code understands.
+    """
+
+    # Hosts a callback may move the token endpoint to, and the callback parameter
+    # that names the server (Zoho's `accounts-server`). Checked before any secret is sent.
+    token_hosts: tuple[str, ...] = ()
+    token_host_param: str | None = None
+    # Callback query parameter -> extra returned by the token API (QuickBooks realmId).
+    callback_params: Mapping[str, str] = field(default_factory=dict)
+    # Token-response fields handed to callers; None hands out every extra field.
+    response_extras: tuple[str, ...] | None = None
+    # Error codes that mean the grant is gone, beyond the RFC 6749 ones.
+    permanent_errors: tuple[str, ...] = ()
+    # Regular expressions over "code description" that mean "throttled, retry later".
+    transient_patterns: tuple[str, ...] = ()
+    # `issued_at` is epoch milliseconds; the expiry basis when there is no expires_in.
+    issued_at_ms: bool = False
+    # The separator of the scope the provider sends back; normalised to spaces.
+    response_scope_separator: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view with only the fields that differ from the defaults."""
+        default = Quirks()
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value != getattr(default, name):
+                out[name] = dict(value) if isinstance(value, Mapping) else _jsonable(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Quirks:
+        """Build from JSON data; ValueError names the first field that is not understood."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown quirk {unknown[0]!r}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            kind = cls.__dataclass_fields__[name].type
+            if name == "callback_params":
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+                ):
+                    raise ValueError("callback_params must map strings to strings")
+                values[name] = dict(value)
+            elif "tuple" in str(kind):
+                if value is None and "None" in str(kind):
+                    values[name] = None
+                    continue
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{name} must be a list of strings")
+                values[name] = tuple(value)
+            elif name == "issued_at_ms":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name} must be true or false")
+                values[name] = value
+            else:
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string")
+                values[name] = value
+        quirks = cls(**values)
+        for pattern in quirks.transient_patterns:
+            try:
+                re.compile(pattern)
+            except re.error:
+                raise ValueError(f"transient pattern {pattern!r} is not a valid regex") from None
+        for host in quirks.token_hosts:
+            if not HOST_RE.fullmatch(host):
+                raise ValueError(f"token host {host!r} must be a lower-case host name")
+        return quirks
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
 class Provider:
     """A registered OAuth2 provider (an external account to keep tokens for)."""
 
@@ -49,6 +131,8 @@ class Provider:
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     token_params: Mapping[str, str] = field(default_factory=dict)
     default_lifetime_seconds: int | None = None
+    preset: str | None = None
+    quirks: Quirks = field(default_factory=Quirks)
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -73,11 +157,18 @@ class ProviderChanges:
     authorize_params: Mapping[str, str] | None = None
     token_params: Mapping[str, str] | None = None
     default_lifetime_seconds: int | None = None
+    preset: str | None = None
+    quirks: Quirks | None = None
 
     def apply(self, provider: Provider, now: float) -> Provider:
         """Return `provider` with every given field replaced."""
         given = {k: v for k, v in self.__dict__.items() if v is not None}
         return replace(provider, **given, updated_at=now)
+
+    def overlay(self, other: ProviderChanges) -> ProviderChanges:
+        """These changes with every field `other` gives taking precedence."""
+        given = {k: v for k, v in other.__dict__.items() if v is not None}
+        return replace(self, **given)
 
 
 @dataclass(frozen=True)
@@ -122,6 +213,7 @@ class TokenRecord:
     lease_owner: str | None = None
     lease_until: float | None = None
     version: int = 0
+    token_url: str | None = None  # where this connection refreshes, when not the provider's
 
     def remaining(self, now: float) -> float | None:
         """Seconds of validity left (may be negative), or None when it never expires."""

@@ -207,7 +207,7 @@ def _register_routes(app: Flask, settings: Settings, service: TokenService) -> N
                 description=args.get("error_description", "")[:300],
             )
         pending = service.take_state(args.get("state"), binding, hint)
-        provider, record = service.complete_authorization(pending, args.get("code"))
+        provider, record = service.complete_authorization(pending, args.get("code"), args.to_dict())
         response = _page(
             "connected.html",
             200,
