@@ -94,9 +94,11 @@ def register_provider(state: State, /, alias: str | None, **opts: Any) -> None:
                 )
                 opts["scopes"] = tuple(answer.split())
     except click.Abort:
+        needed = "--client-id and --client-secret"
+        if preset is None:
+            needed = "--client-id, --client-secret, --authorize-url and --token-url"
         raise InvalidRequest(
-            "missing values for a new provider: pass --client-id, --client-secret, "
-            "--authorize-url and --token-url (or run interactively)"
+            f"missing values for a new provider: pass {needed} (or run interactively)"
         ) from None
     params = parse_params(opts["params"], "--param")
     token_params = parse_params(opts["token_params"], "--token-param")
