@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -453,3 +455,26 @@ def test_hubspot_legacy_bad_refresh_token_body_is_permanent(oauth, rsps) -> None
 def test_quirks_round_trip_through_json() -> None:
     for preset in PRESETS.values():
         assert Quirks.from_dict(json.loads(json.dumps(preset.quirks.to_dict()))) == preset.quirks
+
+
+# -- docs/providers.md ---------------------------------------------------------------------
+
+DOCS = (Path(__file__).resolve().parents[1] / "docs" / "providers.md").read_text("utf-8")
+
+
+def doc_section(name: str) -> str:
+    match = re.search(rf"^## {re.escape(name)}\n(.*?)(?=^## |\Z)", DOCS, re.M | re.S)
+    assert match, f"docs/providers.md has no '## {name}' section"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_preset_is_documented_with_its_command_redirect_uri_and_extras(name: str) -> None:
+    text = doc_section(name)
+    assert re.search(rf"tokenkeep register-provider \S+ --preset {re.escape(name)}\b", text)
+    assert "PUBLIC_URL/callback" in text
+    assert "Limits that bite" in text
+    for extra in PRESETS[name].extras():
+        assert f"`{extra}`" in text, extra
+    for region in PRESETS[name].regions:
+        assert f"`{region}`" in text, region
