@@ -478,3 +478,44 @@ def test_every_preset_is_documented_with_its_command_redirect_uri_and_extras(nam
         assert f"`{extra}`" in text, extra
     for region in PRESETS[name].regions:
         assert f"`{region}`" in text, region
+
+
+# -- migration 0003 -------------------------------------------------------------------------
+
+
+def test_migration_0003_keeps_providers_and_tokens_registered_before_it(settings, tmp_path) -> None:
+    from tokenkeep.crypto import Cipher
+    from tokenkeep.db import Database
+    from tokenkeep.migrate import _statements, available_migrations, migrate
+    from tokenkeep.repository import Repository
+
+    db = Database(tmp_path / "old.db")
+    conn = db.conn
+    for migration in available_migrations()[:2]:  # the schema before presets
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {migration.version:d}")
+    cipher = Cipher(settings.encryption_key)
+    conn.execute(
+        "INSERT INTO providers (alias, client_id, client_secret_enc, authorize_url, token_url,"
+        " created_at, updated_at) VALUES ('old', 'id', ?, 'https://p.test/a', 'https://p.test/t',"
+        " 0, 0)",
+        (cipher.encrypt(CLIENT_SECRET),),
+    )
+    blob = json.dumps({"a": "at-old", "r": "rt-old", "x": {}})
+    conn.execute(
+        "INSERT INTO tokens (provider_id, secrets_enc, token_type, obtained_at, authorized_at)"
+        " SELECT id, ?, 'Bearer', 0, 0 FROM providers WHERE alias = 'old'",
+        (cipher.encrypt(blob),),
+    )
+    conn.commit()
+
+    assert [m.name for m in migrate(db)] == ["presets"]
+
+    repo = Repository(db, cipher)
+    stored = repo.get_provider("old")
+    assert stored is not None and stored.preset is None and stored.quirks == Quirks()
+    record = repo.get_token("old")
+    assert record is not None and record.tokens.refresh_token == "rt-old"
+    assert record.token_url is None
+    db.close()
