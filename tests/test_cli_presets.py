@@ -233,3 +233,28 @@ def test_preset_without_credentials_and_no_terminal_names_only_what_is_missing(
         run(runner, config_file, "register-provider", "--preset", "spotify"), "--client-id"
     )
     assert "--token-url" not in line
+
+
+def test_preset_prompts_only_for_the_client_credentials(runner, config_file, repo) -> None:
+    result = runner.invoke(
+        main,
+        ["--config", str(config_file), "register-provider", "--preset", "spotify"],
+        input=f"client-id\n{CLIENT_SECRET}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "Client ID" in result.output and "Authorize URL" not in result.output
+    provider = repo.get_provider("spotify")
+    assert provider is not None and provider.client_secret == CLIENT_SECRET
+    assert provider.token_url == "https://accounts.spotify.com/api/token"
+
+
+def test_missing_placeholder_fails_before_any_prompt(runner, config_file) -> None:
+    result = runner.invoke(
+        main,
+        ["--config", str(config_file), "register-provider", "--preset", "microsoft"],
+        input=f"client-id\n{CLIENT_SECRET}\n",
+    )
+
+    assert_one_line_error(result, "needs --param tenant=VALUE")
+    assert "Client ID" not in result.output

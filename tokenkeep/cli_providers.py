@@ -69,10 +69,23 @@ def register_provider(state: State, /, alias: str | None, **opts: Any) -> None:
     --scope ZohoCRM.modules.ALL --scope-separator , --param access_type=offline
     --param prompt=consent --auth-method client_secret_post
     """
-    service = state.service()
     preset = get_preset(opts["preset"]) if opts["preset"] else None
     if opts["region"] and preset is None:
         raise InvalidRequest("--region needs --preset NAME")
+    params = parse_params(opts["params"], "--param")
+    token_params = parse_params(opts["token_params"], "--token-param")
+    base = ProviderChanges()
+    if preset is not None:
+        # Before any prompt: a missing placeholder or unknown region fails at once.
+        # The preset merges the repeatable options into its own values.
+        base = preset.resolve(
+            region=opts["region"],
+            params=params,
+            token_params=token_params,
+            scopes=tuple(opts["scopes"]),
+        )
+        params = token_params = None
+    service = state.service()
     try:
         if not alias:
             alias = preset.name if preset else click.prompt("Provider alias (e.g. zoho)")
@@ -100,20 +113,13 @@ def register_provider(state: State, /, alias: str | None, **opts: Any) -> None:
         raise InvalidRequest(
             f"missing values for a new provider: pass {needed} (or run interactively)"
         ) from None
-    params = parse_params(opts["params"], "--param")
-    token_params = parse_params(opts["token_params"], "--token-param")
-    base = ProviderChanges()
     if preset is not None:
-        # The preset merges the repeatable options into its own values.
-        base = preset.resolve(
-            region=opts["region"],
-            params=params,
-            token_params=token_params,
-            scopes=tuple(opts["scopes"]),
-        )
-        if exists and not opts["scopes"]:
+        given = tuple(opts["scopes"] or ())  # from --scope or the prompt
+        if given:
+            base = replace(base, scopes=tuple(dict.fromkeys((*preset.scopes, *given))))
+        elif exists:
             base = replace(base, scopes=None)  # an update without --scope keeps the stored ones
-        params = token_params = opts["scopes"] = None
+        opts["scopes"] = None  # merged into `base`
     changes = base.overlay(
         ProviderChanges(
             client_id=opts["client_id"],
