@@ -18,8 +18,12 @@ from tokenkeep.presets import get_preset, load_presets
 
 @click.command("register-provider")
 @click.argument("alias", required=False)
-@click.option("--preset", help="Start from a known provider (see `tokenkeep presets`).")
-@click.option("--region", help="The preset's region or data centre, e.g. eu for Zoho.")
+@click.option(
+    "--preset", metavar="NAME", help="Start from a known provider (see `tokenkeep presets`)."
+)
+@click.option(
+    "--region", metavar="REGION", help="The preset's region or data centre, e.g. eu for Zoho."
+)
 @click.option("--client-id", help="OAuth client id.")
 @click.option("--client-secret", help="OAuth client secret (prompted, hidden, if omitted).")
 @click.option("--authorize-url", help="The provider's authorization endpoint.")
