@@ -21,6 +21,7 @@ import responses
 from conftest import CLIENT_SECRET, T0, FakeClock
 from flask.testing import FlaskClient
 
+from tokenkeep.errors import PermanentUpstreamError, UpstreamUnavailable
 from tokenkeep.models import NEEDS_REAUTH, ProviderChanges
 from tokenkeep.presets import get_preset, load_presets
 from tokenkeep.service import TokenService
@@ -832,10 +833,10 @@ def test_github_bad_verification_code_with_http_200_stores_nothing(service, rsps
     pending = service.take_state(state, start.browser_binding)
     stub(rsps, GITHUB.token_url, GITHUB.dead, clock)
 
-    with pytest.raises(Exception, match="bad_verification_code") as raised:
+    with pytest.raises(PermanentUpstreamError, match="bad_verification_code") as raised:
         service.complete_authorization(pending, "code-123", {})
 
-    assert getattr(raised.value, "status", None) == 502
+    assert raised.value.status == 502
     assert service.repo.get_token("github") is None
 
 
@@ -877,3 +878,17 @@ def test_basic_client_auth_presets_send_the_credentials_only_in_the_header(servi
         authorize(service, rsps, case, clock)
         header = rsps.calls[-1].request.headers["Authorization"]
         assert base64.b64decode(header[6:]).decode() == f"client-id:{CLIENT_SECRET}"
+
+
+def test_github_throttled_code_exchange_is_503_and_stores_nothing(service, rsps, clock):
+    register(service, GITHUB)
+    start = service.start_authorization("github")
+    state = parse_qs(urlsplit(start.url).query)["state"][0]
+    pending = service.take_state(state, start.browser_binding)
+    stub(rsps, GITHUB.token_url, GITHUB.throttle, clock)
+
+    with pytest.raises(UpstreamUnavailable, match="HTTP 429"):
+        service.complete_authorization(pending, "code-123", {})
+
+    assert service.repo.get_token("github") is None
+    assert len(rsps.calls) == 1  # a code is single use: never retried
