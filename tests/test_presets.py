@@ -90,6 +90,12 @@ def test_every_field_of_every_preset_is_one_the_code_understands(name: str) -> N
         ({"quirks": {"transient_patterns": ["(unclosed"]}}, "not a valid regex"),
         ({"quirks": {"token_hosts": ["Evil.Test:443"]}}, "lower-case host name"),
         ({"default_region": "mars"}, "default_region"),
+        ({"pkce": "false"}, "pkce must be true or false"),
+        ({"default_lifetime_seconds": "3600"}, "positive integer"),
+        ({"authorize_params": {"prompt": 1}}, "must be strings"),
+        ({"quirks": {"issued_at_ms": "yes"}}, "true or false"),
+        ({"quirks": {"response_extras": "api_domain"}}, "list of strings"),
+        ({"quirks": {"token_host_param": 7}}, "non-empty string"),
     ],
 )
 def test_preset_data_the_code_does_not_understand_is_refused(

@@ -76,28 +76,26 @@ class Quirks:
             raise ValueError(f"unknown quirk {unknown[0]!r}")
         values: dict[str, Any] = {}
         for name, value in data.items():
-            kind = cls.__dataclass_fields__[name].type
-            if name == "callback_params":
+            if value is None and name in _NULLABLE_QUIRKS:
+                values[name] = None
+            elif name in _LIST_QUIRKS:
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{name} must be a list of strings")
+                values[name] = tuple(value)
+            elif name == "callback_params":
                 if not isinstance(value, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in value.items()
                 ):
                     raise ValueError("callback_params must map strings to strings")
                 values[name] = dict(value)
-            elif "tuple" in str(kind):
-                if value is None and "None" in str(kind):
-                    values[name] = None
-                    continue
-                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ValueError(f"{name} must be a list of strings")
-                values[name] = tuple(value)
             elif name == "issued_at_ms":
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} must be true or false")
                 values[name] = value
-            else:
-                if value is not None and not isinstance(value, str):
-                    raise ValueError(f"{name} must be a string")
+            elif isinstance(value, str) and value:
                 values[name] = value
+            else:
+                raise ValueError(f"{name} must be a non-empty string")
         quirks = cls(**values)
         for pattern in quirks.transient_patterns:
             try:
@@ -108,6 +106,12 @@ class Quirks:
             if not HOST_RE.fullmatch(host):
                 raise ValueError(f"token host {host!r} must be a lower-case host name")
         return quirks
+
+
+_LIST_QUIRKS = frozenset(
+    {"token_hosts", "response_extras", "permanent_errors", "transient_patterns"}
+)
+_NULLABLE_QUIRKS = frozenset({"token_host_param", "response_extras", "response_scope_separator"})
 
 
 def _jsonable(value: Any) -> Any:

@@ -179,6 +179,16 @@ def _preset(name: str, entry: Mapping[str, Any]) -> Preset:
 
 
 def _check(preset: Preset, where: str) -> None:
+    lifetime = preset.default_lifetime_seconds
+    if not isinstance(preset.pkce, bool):
+        raise ValueError(f"{where}: pkce must be true or false")
+    if lifetime is not None and (not isinstance(lifetime, int) or lifetime <= 0):
+        raise ValueError(f"{where}: default_lifetime_seconds must be a positive integer")
+    strings = [preset.title, preset.note, preset.console, preset.scope_separator, *preset.scopes]
+    for params in (preset.authorize_params, preset.token_params, *preset.regions.values()):
+        strings += [*params, *params.values()]
+    if not all(isinstance(value, str) for value in strings):
+        raise ValueError(f"{where}: texts, scopes and parameters must be strings")
     if preset.auth_method not in AUTH_METHODS:
         raise ValueError(f"{where}: auth_method must be one of {', '.join(AUTH_METHODS)}")
     used = set()
