@@ -403,6 +403,19 @@ def test_zoho_legacy_milliseconds_expires_in_uses_expires_in_sec(oauth, rsps, cl
     assert dict(tokens.extras) == {"api_domain": "https://www.zohoapis.com"}
 
 
+def test_zoho_legacy_milliseconds_expires_in_alone_is_read_as_milliseconds(
+    oauth, rsps, clock
+) -> None:
+    rsps.post("https://p.test/token", json={"access_token": "1000.a", "expires_in": 3600000})
+    zoho = provider(**get_preset("zoho").quirks.to_dict())
+    assert oauth.refresh(zoho, "rt").expires_at == pytest.approx(clock() + 3600)
+
+
+def test_long_expires_in_stays_seconds_without_the_quirk(oauth, rsps, clock) -> None:
+    rsps.post("https://p.test/token", json={"access_token": "a", "expires_in": 5184000})
+    assert oauth.refresh(provider(), "rt").expires_at == pytest.approx(clock() + 5184000)
+
+
 def test_response_extras_limit_what_is_kept(oauth, rsps) -> None:
     rsps.post("https://p.test/token", json={"access_token": "a", "keep": 1, "drop": 2})
     assert dict(oauth.refresh(provider(response_extras=("keep",)), "rt").extras) == {"keep": 1}

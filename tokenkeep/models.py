@@ -57,6 +57,8 @@ class Quirks:
     issued_at_ms: bool = False
     # The separator of the scope the provider sends back; normalised to spaces.
     response_scope_separator: str | None = None
+    # An `expires_in` above this many is milliseconds (legacy Zoho without expires_in_sec).
+    expires_in_ms_above: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly view with only the fields that differ from the defaults."""
@@ -92,6 +94,10 @@ class Quirks:
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} must be true or false")
                 values[name] = value
+            elif name == "expires_in_ms_above":
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ValueError(f"{name} must be a positive integer")
+                values[name] = value
             elif isinstance(value, str) and value:
                 values[name] = value
             else:
@@ -111,7 +117,9 @@ class Quirks:
 _LIST_QUIRKS = frozenset(
     {"token_hosts", "response_extras", "permanent_errors", "transient_patterns"}
 )
-_NULLABLE_QUIRKS = frozenset({"token_host_param", "response_extras", "response_scope_separator"})
+_NULLABLE_QUIRKS = frozenset(
+    {"token_host_param", "response_extras", "response_scope_separator", "expires_in_ms_above"}
+)
 
 
 def _jsonable(value: Any) -> Any:

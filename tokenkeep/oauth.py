@@ -220,7 +220,7 @@ class ProviderClient:
     def _token_set(self, provider: Provider, body: Mapping[str, Any]) -> TokenSet:
         now = self.clock()
         quirks = provider.quirks
-        lifetime = _lifetime(body)
+        lifetime = _lifetime(body, quirks.expires_in_ms_above)
         basis = now
         if lifetime is None:
             lifetime = provider.default_lifetime_seconds
@@ -273,11 +273,12 @@ def _decode(response: requests.Response) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _lifetime(body: Mapping[str, Any]) -> float | None:
+def _lifetime(body: Mapping[str, Any], ms_above: int | None = None) -> float | None:
     """Seconds until expiry from `expires_in` (number or numeric string), if present.
 
     Legacy Zoho answers put milliseconds in `expires_in` and seconds in
-    `expires_in_sec`; the latter wins when both are present.
+    `expires_in_sec`; the latter wins when both are present. With `ms_above`
+    (a quirk), an `expires_in` above it alone is taken as milliseconds.
     """
     for key in ("expires_in_sec", "expires_in"):
         value = body.get(key)
@@ -287,6 +288,8 @@ def _lifetime(body: Mapping[str, Any]) -> float | None:
             seconds = float(value)
         except (TypeError, ValueError):
             continue
+        if key == "expires_in" and ms_above is not None and seconds > ms_above:
+            seconds /= 1000
         if seconds > 0:
             return seconds
     return None
