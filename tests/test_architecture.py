@@ -31,6 +31,7 @@ FORBIDDEN_INWARD = {
     "authorization": {"web", "cli", "bootstrap", "service"},
     "refresh_all": {"web", "cli", "bootstrap"},
     "presets": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap"},
+    "quirks": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap", "models"},
 }
 
 

@@ -23,9 +23,10 @@ from tokenkeep.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from tokenkeep.models import HOST_RE, Provider, ProviderChanges, Quirks
+from tokenkeep.models import Provider, ProviderChanges
 from tokenkeep.oauth import ProviderClient
 from tokenkeep.presets import PLACEHOLDER_RE, Preset, get_preset, load_presets, parse_presets
+from tokenkeep.quirks import HOST_RE, Quirks
 from tokenkeep.service import TokenService
 
 PRESETS = load_presets()
@@ -461,6 +462,32 @@ def test_quirks_error_overrides_reach_the_classifier(
 )
 def test_without_overrides_the_classifier_is_unchanged(body: dict[str, Any], kind: type) -> None:
     assert type(classify_error("p", 400, body, None)) is kind
+
+
+def test_zoho_throttling_waits_the_longest_backoff_not_the_first_one(
+    service, rsps, clock: FakeClock, client, api_headers
+) -> None:
+    register_zoho(service)
+    connect(service, "zoho", expires_in=100)
+    clock.advance(60)  # inside the margin (half the token's life), still valid
+    body = {"error": "Access Denied", "error_description": "You have made too many requests"}
+    rsps.post(ZOHO_COM_TOKEN, json=body)  # HTTP 200, no Retry-After
+
+    assert client.get("/api/token?provider=zoho", headers=api_headers).status_code == 200
+
+    record = service.repo.get_token("zoho")
+    assert record is not None and record.next_attempt_at is not None
+    # Retrying during Zoho's lockout extends it: wait the 600 s quirk, capped by the config.
+    assert record.next_attempt_at - clock() == service.settings.refresh_backoff_max_seconds
+
+
+def test_throttle_wait_applies_only_without_retry_after() -> None:
+    given = classify_error("p", 429, {}, 5.0, throttle_wait=600)
+    missing = classify_error("p", 429, {}, None, throttle_wait=600)
+    outage = classify_error("p", 503, {}, None, throttle_wait=600)
+    assert isinstance(given, UpstreamUnavailable) and given.retry_after == 5.0
+    assert isinstance(missing, UpstreamUnavailable) and missing.retry_after == 600
+    assert isinstance(outage, UpstreamUnavailable) and outage.retry_after is None
 
 
 def test_hubspot_legacy_bad_refresh_token_body_is_permanent(oauth, rsps) -> None:

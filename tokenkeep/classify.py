@@ -82,11 +82,13 @@ def classify_error(
     *,
     permanent: Iterable[str] = (),
     transient: Iterable[str] = (),
+    throttle_wait: float | None = None,
 ) -> TokenKeepError:
     """Turn an error answer from a token endpoint into the right exception.
 
     `permanent` adds a provider's own dead-grant codes; `transient` adds regular
-    expressions over "code description" that mean throttling (both from its quirks).
+    expressions over "code description" that mean throttling; `throttle_wait` is
+    how long to wait after throttling that came without Retry-After (all quirks).
     """
     secrets = tuple(secrets)
     code = clean_text(redact(_error_code(body), secrets), 80)
@@ -102,6 +104,8 @@ def classify_error(
     label = code or f"HTTP {status}"
     detail = f"{label} ({description})" if description else label
     if status >= 500 or status == 429 or throttled or code in TRANSIENT_ERRORS:
+        if retry_after is None and (throttled or status == 429):
+            retry_after = throttle_wait
         return Unavailable(
             f"{alias}: the provider is unavailable or throttling: {detail}",
             retry_after=retry_after,

@@ -211,6 +211,7 @@ class ProviderClient:
                 secrets_sent,
                 permanent=provider.quirks.permanent_errors,
                 transient=provider.quirks.transient_patterns,
+                throttle_wait=provider.quirks.throttle_wait_seconds,
             )
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:

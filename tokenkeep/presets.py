@@ -18,7 +18,8 @@ from importlib import resources
 from typing import Any
 
 from tokenkeep.errors import InvalidRequest
-from tokenkeep.models import AUTH_METHODS, ProviderChanges, Quirks
+from tokenkeep.models import AUTH_METHODS, ProviderChanges
+from tokenkeep.quirks import Quirks
 
 PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
 

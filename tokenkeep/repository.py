@@ -17,10 +17,10 @@ from tokenkeep.models import (
     PendingAuthorization,
     Provider,
     ProviderStatus,
-    Quirks,
     TokenRecord,
     TokenSet,
 )
+from tokenkeep.quirks import Quirks
 
 _KEY_CHECK = "tokenkeep-key-check"
 _PLAIN_PROVIDER_COLUMNS = (
