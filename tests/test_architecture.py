@@ -51,6 +51,8 @@ FORBIDDEN_INWARD = {
     "payloads": {"web", "cli", "bootstrap", "service", "repository", "db", "oauth"},
     # What the pages say is plain data; only web.py renders it.
     "pages": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap"},
+    "presets": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap"},
+    "quirks": {"service", "repository", "oauth", "web", "cli", "db", "bootstrap", "models"},
 }
 
 

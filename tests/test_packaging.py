@@ -51,6 +51,18 @@ def test_the_wheel_ships_the_migrations_templates_and_stylesheet(wheel: dict[str
         assert f"tokenkeep/templates/{template}" in wheel
 
 
+def test_the_wheel_ships_the_preset_data_unchanged(wheel: dict[str, bytes]) -> None:
+    source = (ROOT / "tokenkeep" / "presets.json").read_bytes()
+
+    assert wheel.get("tokenkeep/presets.json") == source
+
+
+def test_the_installed_package_loads_every_preset() -> None:
+    from tokenkeep.presets import load_presets
+
+    assert "zoho" in load_presets() and "shopify" in load_presets()
+
+
 def test_every_migration_in_the_repository_is_in_the_wheel_unchanged(
     wheel: dict[str, bytes],
 ) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit, urlunsplit
 
+from tokenkeep.classify import clean_text
 from tokenkeep.config import Settings
 from tokenkeep.errors import InvalidRequest, StateError
 from tokenkeep.events import EventLog
@@ -112,20 +115,71 @@ class AuthorizationFlow:
         return pending
 
     def complete_authorization(
-        self, pending: PendingAuthorization, code: str | None
+        self,
+        pending: PendingAuthorization,
+        code: str | None,
+        callback: Mapping[str, str] | None = None,
     ) -> tuple[Provider, TokenRecord]:
-        """Exchange the code and store the tokens; nothing is stored on failure."""
+        """Exchange the code and store the tokens; nothing is stored on failure.
+
+        `callback` holds the callback's query parameters: the provider's quirks
+        may keep some as extras, or name the server to exchange the code at.
+        """
         if not code:
             raise InvalidRequest("the callback carries no authorization code")
+        callback = callback or {}
         provider = self._provider(pending.alias)
+        # Checked before any request: the client secret only goes to allowed hosts.
+        token_url = callback_token_url(provider, callback)
         tokens = self.client.exchange_code(
-            provider,
+            replace(provider, token_url=token_url or provider.token_url),
             code=code,
             redirect_uri=pending.redirect_uri,
             code_verifier=pending.code_verifier,
         )
-        self.repo.store_authorized(provider.alias, tokens, self.clock())
+        kept = {
+            extra: clean_text(callback[param], 300)
+            for param, extra in provider.quirks.callback_params.items()
+            if callback.get(param)
+        }
+        if kept:
+            tokens = replace(tokens, extras={**tokens.extras, **kept})
+        self.repo.store_authorized(provider.alias, tokens, self.clock(), token_url)
         self.events.record(provider.alias, "authorized")
         record = self.repo.get_token(provider.alias)
         assert record is not None
         return provider, record
+
+
+def callback_token_url(provider: Provider, callback: Mapping[str, str]) -> str | None:
+    """The token URL a callback moves this connection to (Zoho's accounts-server), or None.
+
+    The server must be https on a host of the provider's allow-list; anything
+    else is refused before the code (or the client secret) is sent anywhere.
+    """
+    param = provider.quirks.token_host_param
+    value = callback.get(param) if param else None
+    if not value:
+        return None
+    shown = clean_text(value, 100)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = urlsplit(""), None
+    host = (parts.hostname or "").lower()
+    if (
+        parts.scheme != "https"
+        or host not in provider.quirks.token_hosts
+        or port not in (None, 443)
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise InvalidRequest(
+            f"the callback's {param} {shown!r} is not a known server of {provider.alias}; "
+            "the client secret was not sent there. Start again from /auth"
+        )
+    path = urlsplit(provider.token_url).path
+    return urlunsplit(("https", host, path, "", ""))

@@ -79,25 +79,39 @@ def classify_error(
     body: Mapping[str, Any],
     retry_after: float | None,
     secrets: Iterable[str] = (),
+    *,
+    permanent: Iterable[str] = (),
+    transient: Iterable[str] = (),
+    throttle_wait: float | None = None,
 ) -> TokenKeepError:
-    """Turn an error answer from a token endpoint into the right exception."""
+    """Turn an error answer from a token endpoint into the right exception.
+
+    `permanent` adds a provider's own dead-grant codes; `transient` adds regular
+    expressions over "code description" that mean throttling; `throttle_wait` is
+    how long to wait after throttling that came without Retry-After (all quirks).
+    """
     secrets = tuple(secrets)
     code = clean_text(redact(_error_code(body), secrets), 80)
     description = body.get("error_description") or body.get("message") or ""
     description = clean_text(redact(str(description), secrets)) if description else ""
     codes = body.get("error_codes")
-    throttled = bool(_THROTTLE_RE.search(f"{code} {description}")) or (
-        isinstance(codes, list) and 50196 in codes
+    text = f"{code} {description}"
+    throttled = (
+        bool(_THROTTLE_RE.search(text))
+        or (isinstance(codes, list) and 50196 in codes)
+        or any(re.search(pattern, text, re.IGNORECASE) for pattern in transient)
     )
     label = code or f"HTTP {status}"
     detail = f"{label} ({description})" if description else label
     if status >= 500 or status == 429 or throttled or code in TRANSIENT_ERRORS:
+        if retry_after is None and (throttled or status == 429):
+            retry_after = throttle_wait
         return Unavailable(
             f"{alias}: the provider is unavailable or throttling: {detail}",
             retry_after=retry_after,
             provider_error=code or None,
         )
-    if code.lower() in PERMANENT_ERRORS:
+    if code.lower() in PERMANENT_ERRORS or code.lower() in {p.lower() for p in permanent}:
         return PermanentUpstreamError(
             f"{alias}: the provider rejected the grant: {detail}", provider_error=code
         )

@@ -135,6 +135,7 @@ def _add_commands() -> None:
         cli_providers.register_provider,
         cli_providers.providers_,
         cli_providers.remove_provider,
+        cli_providers.presets_,
         cli_refresh.refresh,
         cli_refresh.refresh_all,
         cli_keys.keys,

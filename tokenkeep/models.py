@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from tokenkeep.quirks import Quirks
+
 Clock = Callable[[], float]
 
 ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -49,6 +51,8 @@ class Provider:
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     token_params: Mapping[str, str] = field(default_factory=dict)
     default_lifetime_seconds: int | None = None
+    preset: str | None = None
+    quirks: Quirks = field(default_factory=Quirks)
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -73,11 +77,18 @@ class ProviderChanges:
     authorize_params: Mapping[str, str] | None = None
     token_params: Mapping[str, str] | None = None
     default_lifetime_seconds: int | None = None
+    preset: str | None = None
+    quirks: Quirks | None = None
 
     def apply(self, provider: Provider, now: float) -> Provider:
         """Return `provider` with every given field replaced."""
         given = {k: v for k, v in self.__dict__.items() if v is not None}
         return replace(provider, **given, updated_at=now)
+
+    def overlay(self, other: ProviderChanges) -> ProviderChanges:
+        """These changes with every field `other` gives taking precedence."""
+        given = {k: v for k, v in other.__dict__.items() if v is not None}
+        return replace(self, **given)
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class TokenRecord:
     lease_owner: str | None = None
     lease_until: float | None = None
     version: int = 0
+    token_url: str | None = None  # where this connection refreshes, when not the provider's
 
     def remaining(self, now: float) -> float | None:
         """Seconds of validity left (may be negative), or None when it never expires."""

@@ -203,7 +203,16 @@ class ProviderClient:
         failed = status >= 400 or "error" in body or body.get("ok") is False
         if failed:
             secrets_sent = (*sent, provider.client_secret)
-            raise classify_error(provider.alias, status, body, retry_after, secrets_sent)
+            raise classify_error(
+                provider.alias,
+                status,
+                body,
+                retry_after,
+                secrets_sent,
+                permanent=provider.quirks.permanent_errors,
+                transient=provider.quirks.transient_patterns,
+                throttle_wait=provider.quirks.throttle_wait_seconds,
+            )
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise UpstreamError(f"{provider.alias}: the token response has no access_token")
@@ -211,25 +220,38 @@ class ProviderClient:
 
     def _token_set(self, provider: Provider, body: Mapping[str, Any]) -> TokenSet:
         now = self.clock()
-        lifetime = _lifetime(body)
+        quirks = provider.quirks
+        lifetime = _lifetime(body, quirks.expires_in_ms_above)
+        basis = now
         if lifetime is None:
             lifetime = provider.default_lifetime_seconds
+            if lifetime is not None and quirks.issued_at_ms:
+                basis = _issued_at(body, now, lifetime)
         refresh_token = body.get("refresh_token")
         token_type = str(body.get("token_type") or "Bearer")
         if token_type.lower() == "bearer":
             token_type = "Bearer"  # noqa: S105 - a token type, not a secret
-        scope = body.get("scope")
+        # HubSpot answers a `scopes` list instead of a `scope` string.
+        scope_field = "scope" if "scope" in body or "scopes" not in body else "scopes"
+        scope = body.get(scope_field)
         if isinstance(scope, list):
             scope = " ".join(str(s) for s in scope)
+        elif isinstance(scope, str) and quirks.response_scope_separator:
+            # RFC 6749 section 3.3: scopes are space-delimited; some answer with commas.
+            parts = scope.replace(quirks.response_scope_separator, " ").split()
+            scope = " ".join(parts)
+        extras = {k: v for k, v in body.items() if k not in _STANDARD_FIELDS | {scope_field}}
+        if quirks.response_extras is not None:
+            extras = {k: v for k, v in extras.items() if k in quirks.response_extras}
         return TokenSet(
             access_token=str(body["access_token"]),
             token_type=token_type,
             refresh_token=refresh_token
             if isinstance(refresh_token, str) and refresh_token
             else None,
-            expires_at=None if lifetime is None else now + lifetime,
+            expires_at=None if lifetime is None else basis + lifetime,
             scope=None if scope is None else clean_text(str(scope), 2000),
-            extras={k: v for k, v in body.items() if k not in _STANDARD_FIELDS},
+            extras=extras,
             obtained_at=now,
         )
 
@@ -252,11 +274,12 @@ def _decode(response: requests.Response) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _lifetime(body: Mapping[str, Any]) -> float | None:
+def _lifetime(body: Mapping[str, Any], ms_above: int | None = None) -> float | None:
     """Seconds until expiry from `expires_in` (number or numeric string), if present.
 
     Legacy Zoho answers put milliseconds in `expires_in` and seconds in
-    `expires_in_sec`; the latter wins when both are present.
+    `expires_in_sec`; the latter wins when both are present. With `ms_above`
+    (a quirk), an `expires_in` above it alone is taken as milliseconds.
     """
     for key in ("expires_in_sec", "expires_in"):
         value = body.get(key)
@@ -266,6 +289,21 @@ def _lifetime(body: Mapping[str, Any]) -> float | None:
             seconds = float(value)
         except (TypeError, ValueError):
             continue
+        if key == "expires_in" and ms_above is not None and seconds > ms_above:
+            seconds /= 1000
         if seconds > 0:
             return seconds
     return None
+
+
+def _issued_at(body: Mapping[str, Any], now: float, lifetime: float) -> float:
+    """The expiry basis from an `issued_at` in epoch milliseconds (Salesforce sends a string).
+
+    A value in the future or older than the lifetime means the clocks disagree;
+    then the moment of receipt is the safer basis.
+    """
+    try:
+        issued = float(body["issued_at"]) / 1000
+    except (KeyError, TypeError, ValueError):
+        return now
+    return issued if now - lifetime < issued <= now else now

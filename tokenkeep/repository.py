@@ -20,8 +20,17 @@ from tokenkeep.models import (
     TokenRecord,
     TokenSet,
 )
+from tokenkeep.quirks import Quirks
 
 _KEY_CHECK = "tokenkeep-key-check"
+_PLAIN_PROVIDER_COLUMNS = (
+    "alias", "client_id", "authorize_url", "token_url", "scope_separator", "auth_method",
+    "redirect_uri", "default_lifetime_seconds", "preset", "created_at", "updated_at",
+)  # fmt: skip
+_PLAIN_RECORD_COLUMNS = (
+    "status", "authorized_at", "last_error", "last_error_code", "last_error_at",
+    "failure_count", "next_attempt_at", "lease_owner", "lease_until", "version", "token_url",
+)  # fmt: skip
 
 
 class Repository:
@@ -72,6 +81,8 @@ class Repository:
             "authorize_params": json.dumps(dict(provider.authorize_params)),
             "token_params": json.dumps(dict(provider.token_params)),
             "default_lifetime_seconds": provider.default_lifetime_seconds,
+            "preset": provider.preset,
+            "quirks": json.dumps(provider.quirks.to_dict()),
             "created_at": provider.created_at,
             "updated_at": provider.updated_at,
         }
@@ -169,23 +180,27 @@ class Repository:
         ).fetchone()
         return None if row is None else self._record(alias, row)
 
-    def store_authorized(self, alias: str, tokens: TokenSet, now: float) -> None:
+    def store_authorized(
+        self, alias: str, tokens: TokenSet, now: float, token_url: str | None = None
+    ) -> None:
         """Store the tokens of a completed authorization; clears any earlier failure."""
+        values = {**self._token_values(tokens), "alias": alias, "now": now, "url": token_url}
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO tokens (provider_id, secrets_enc, token_type, scope, expires_at,"
-                " has_refresh, obtained_at, authorized_at, status)"
+                " has_refresh, obtained_at, authorized_at, status, token_url)"
                 " SELECT id, :secrets, :token_type, :scope, :expires_at, :has_refresh,"
-                " :obtained_at, :now, 'connected' FROM providers WHERE alias = :alias"
+                " :obtained_at, :now, 'connected', :url FROM providers WHERE alias = :alias"
                 " ON CONFLICT(provider_id) DO UPDATE SET secrets_enc = excluded.secrets_enc,"
                 " token_type = excluded.token_type, scope = excluded.scope,"
                 " expires_at = excluded.expires_at, has_refresh = excluded.has_refresh,"
                 " obtained_at = excluded.obtained_at, authorized_at = excluded.authorized_at,"
+                " token_url = excluded.token_url,"
                 " status = 'connected', last_error = NULL, last_error_code = NULL,"
                 " last_error_at = NULL,"
                 " failure_count = 0, next_attempt_at = NULL, lease_owner = NULL,"
                 " lease_until = NULL, version = version + 1",
-                {**self._token_values(tokens), "alias": alias, "now": now},
+                values,
             )
 
     def claim_lease(self, alias: str, owner: str, now: float, until: float) -> bool:
@@ -283,36 +298,15 @@ class Repository:
             extras=blob["x"],
             obtained_at=row["obtained_at"],
         )
-        return TokenRecord(
-            alias=alias,
-            tokens=tokens,
-            status=row["status"],
-            authorized_at=row["authorized_at"],
-            last_error=row["last_error"],
-            last_error_code=row["last_error_code"],
-            last_error_at=row["last_error_at"],
-            failure_count=row["failure_count"],
-            next_attempt_at=row["next_attempt_at"],
-            lease_owner=row["lease_owner"],
-            lease_until=row["lease_until"],
-            version=row["version"],
-        )
+        return TokenRecord(alias=alias, tokens=tokens, **{k: row[k] for k in _PLAIN_RECORD_COLUMNS})
 
     def _provider(self, row: sqlite3.Row) -> Provider:
         return Provider(
-            alias=row["alias"],
-            client_id=row["client_id"],
+            **{k: row[k] for k in _PLAIN_PROVIDER_COLUMNS},
             client_secret=self.cipher.decrypt(row["client_secret_enc"]),
-            authorize_url=row["authorize_url"],
-            token_url=row["token_url"],
             scopes=tuple(json.loads(row["scopes"])),
-            scope_separator=row["scope_separator"],
-            auth_method=row["auth_method"],
             pkce=bool(row["pkce"]),
-            redirect_uri=row["redirect_uri"],
             authorize_params=json.loads(row["authorize_params"]),
             token_params=json.loads(row["token_params"]),
-            default_lifetime_seconds=row["default_lifetime_seconds"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
+            quirks=Quirks.from_dict(json.loads(row["quirks"])),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tokenkeep.config import Settings
 from tokenkeep.errors import (
@@ -100,6 +100,8 @@ class SingleFlight:
                 self.repo.release_lease(alias, self.owner)
                 return TokenResult(self._record(alias))
             provider = self._provider(alias)
+            if record.token_url:  # the callback moved this connection (Zoho's accounts-server)
+                provider = replace(provider, token_url=record.token_url)
             assert record.tokens.refresh_token is not None
             tokens = self.client.refresh(
                 provider,

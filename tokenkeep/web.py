@@ -246,7 +246,9 @@ def _register_routes(
             return _page("failed.html", 400, failure=failure)
         pending = service.take_state(args.get("state"), binding, hint)
         try:
-            provider, record = service.complete_authorization(pending, args.get("code"))
+            provider, record = service.complete_authorization(
+                pending, args.get("code"), args.to_dict()
+            )
         except TokenKeepError as exc:  # the provider is known now: offer to start again
             failure = failure_for(exc, pending.alias, callback=True)
             return _page("failed.html", exc.status, failure=failure)
