@@ -31,7 +31,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     # Every gunicorn thread has a connection; SQLite's default 2 MB page cache
     # each made a worker serving 10,000 providers grow by ~16 MB. The OS page
-    # cache keeps the file hot anyway.
+    # cache keeps the file hot anyway (bench/: no measurable CPU cost).
     conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
     return conn
 
