@@ -340,7 +340,9 @@ def main() -> None:
     command = "make bench" + (" (--quick)" if args.quick else "")
     if not args.only:
         write_report(args.out, results, command=command, quick=args.quick)
-        print(f"wrote {args.out}")
+        raw = args.out.with_suffix(".json")
+        raw.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        print(f"wrote {args.out} and {raw}")
 
 
 if __name__ == "__main__":
