@@ -12,11 +12,13 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import pytest
 import requests
 import responses
-from conftest import AUTHORIZE_URL, CLIENT_SECRET, T0, TOKEN_URL, FakeClock
+from conftest import AUTHORIZE_URL, CLIENT_SECRET, T0, TOKEN_URL, FakeClock, register
 
+from tokenkeep.config import Settings
 from tokenkeep.errors import PermanentUpstreamError, UpstreamError, UpstreamUnavailable
 from tokenkeep.models import Provider, TokenSet
 from tokenkeep.oauth import ProviderClient, code_challenge_s256, new_code_verifier
+from tokenkeep.service import TokenService
 
 Mock = responses.RequestsMock
 Client = ProviderClient
@@ -490,3 +492,21 @@ def test_not_retried_when_a_retry_could_replay_a_used_grant(
         flow(oauth)
     assert len(http.calls) == 1
     assert clock.slept == []
+
+
+def test_connect_and_read_timeouts_together_fit_inside_the_refresh_lease(
+    http: Mock, service: TokenService, settings: Settings
+) -> None:
+    from tokenkeep.oauth import CONNECT_TIMEOUT_SECONDS
+
+    register(service)
+    http.post(TOKEN_URL, json={"access_token": "a", "expires_in": 3600})
+    provider = service.repo.get_provider("acme")
+    assert provider is not None
+
+    service.client.refresh(provider, "refresh-1")
+
+    connect, read = http.calls[0].request.req_kwargs["timeout"]
+    assert connect <= CONNECT_TIMEOUT_SECONDS
+    assert read <= settings.http_timeout_seconds
+    assert connect + read < service.lease_seconds

@@ -29,6 +29,12 @@ _STANDARD_FIELDS = frozenset(
 
 
 Session = requests.Session
+# requests applies the connect and the read timeout one after the other, so an
+# attempt may take both. A reachable provider connects in well under a second
+# (3 s allows two SYN retransmits); capping the connect keeps one attempt inside
+# the refresh lease (http_timeout_seconds + 5), so no other caller takes over a
+# refresh that is still in flight.
+CONNECT_TIMEOUT_SECONDS = 3.0
 
 
 def new_session() -> requests.Session:
@@ -151,7 +157,7 @@ class ProviderClient:
                     provider.token_url,
                     data=data,
                     headers=headers,
-                    timeout=(budget, budget),
+                    timeout=(min(budget, CONNECT_TIMEOUT_SECONDS), budget),
                     allow_redirects=False,
                 )
             except requests.ReadTimeout:
