@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -153,3 +154,10 @@ def connected(service: TokenService) -> TokenService:
     register(service)
     connect(service)
     return service
+
+
+def start_auth(client: FlaskClient, admin_headers: dict[str, str], path: str = "/auth") -> str:
+    """Start the flow for `acme` as the operator's browser; return the state from the redirect."""
+    response = client.get(f"{path}?provider=acme", headers=admin_headers)
+    assert response.status_code == 302
+    return parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from conftest import CLIENT_SECRET, TOKEN_URL, FakeClock, connect, register
+from conftest import CLIENT_SECRET, TOKEN_URL, FakeClock, connect, register, start_auth
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -43,12 +42,6 @@ def html(response: TestResponse, status: int) -> str:
     assert "<script" not in page and "style=" not in page  # the CSP would block both
     assert "Traceback" not in page
     return page
-
-
-def start_auth(client: FlaskClient, admin_headers: dict[str, str]) -> str:
-    response = client.get("/auth?provider=acme", headers=admin_headers)
-    assert response.status_code == 302
-    return parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
 
 
 def basic(password: str) -> dict[str, str]:

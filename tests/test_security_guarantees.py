@@ -12,12 +12,12 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import pytest
 import responses
 from click.testing import CliRunner
-from conftest import CLIENT_SECRET, PUBLIC_URL, TOKEN_URL, FakeClock, connect, register
+from conftest import CLIENT_SECRET, PUBLIC_URL, TOKEN_URL, FakeClock, connect, register, start_auth
 from flask import Flask
 from flask.testing import FlaskClient
 from intact import pending_count, snapshot
@@ -61,12 +61,6 @@ def rsps() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-def start(client: FlaskClient, admin_headers: dict[str, str]) -> str:
-    response = client.get("/auth?provider=acme", headers=admin_headers)
-    assert response.status_code == 302
-    return parse_qs(urlsplit(response.headers["Location"]).query)["state"][0]
-
-
 def assert_page_headers(response: TestResponse) -> None:
     assert response.mimetype == "text/html"
     assert response.headers["Content-Security-Policy"] == CSP
@@ -88,7 +82,7 @@ def test_an_expired_state_keeps_the_live_connection_and_stays_dead(
     rsps: responses.RequestsMock,
 ) -> None:
     before = snapshot(connected.repo)
-    state = start(client, admin_headers)
+    state = start_auth(client, admin_headers)
     clock.advance(601)
 
     first = client.get(f"/callback?code=abc&state={state}")
@@ -107,7 +101,7 @@ def test_a_reused_state_never_replaces_the_tokens_it_stored(
     admin_headers: dict[str, str],
     rsps: responses.RequestsMock,
 ) -> None:
-    state = start(client, admin_headers)
+    state = start_auth(client, admin_headers)
     cookie = client.get_cookie("tokenkeep_state")
     assert cookie is not None
     rsps.post(TOKEN_URL, json={"access_token": "operator-token", "expires_in": 3600})
@@ -131,9 +125,9 @@ def test_an_attacker_browser_with_its_own_flow_cannot_use_the_operators_state(
     rsps: responses.RequestsMock,
 ) -> None:
     before = snapshot(connected.repo)
-    operator_state = start(client, admin_headers)
+    operator_state = start_auth(client, admin_headers)
     attacker = app.test_client()
-    start(attacker, admin_headers)  # the attacker holds a valid cookie of its own
+    start_auth(attacker, admin_headers)  # the attacker holds a valid cookie of its own
 
     response = attacker.get(f"/callback?code=attacker-code&state={operator_state}")
 
@@ -356,14 +350,14 @@ def _page(
     if kind == "method-405":
         return client.post("/callback")
     if kind in ("callback-success", "callback-502"):
-        state = start(client, admin)
+        state = start_auth(client, admin)
         if kind == "callback-success":
             rsps.post(TOKEN_URL, json={"access_token": "new", "expires_in": 3600})
         else:
             rsps.post(TOKEN_URL, status=400, json={"error": "invalid_grant"})
         return client.get(f"/callback?code=abc&state={state}")
     if kind == "denied":
-        return client.get(f"/callback?error=access_denied&state={start(client, admin)}")
+        return client.get(f"/callback?error=access_denied&state={start_auth(client, admin)}")
     assert kind == "state-error-400"
     return client.get("/callback.php?code=abc&state=forged")
 
@@ -426,7 +420,7 @@ def test_no_secret_is_logged_at_debug_on_forced_refresh_and_upstream_error_paths
         rsps.post(TOKEN_URL, status=503, body=f"down; got RT-forced and {CLIENT_SECRET}")
         clock.advance(3600 * 2)
         assert client.get("/api/token?provider=acme", headers=api_headers).status_code == 503
-    state = start(client, admin_headers)
+    state = start_auth(client, admin_headers)
     with responses.RequestsMock() as rsps:  # a token endpoint that echoes the code
         rsps.post(
             TOKEN_URL,
@@ -493,7 +487,7 @@ def test_the_refresh_token_is_never_served_to_a_backend(
     rsps: responses.RequestsMock,
 ) -> None:
     register(service)
-    state = start(client, admin_headers)
+    state = start_auth(client, admin_headers)
     rsps.post(
         TOKEN_URL,
         json={"access_token": "AT", "refresh_token": "RT-never-served", "expires_in": 3600},

@@ -17,6 +17,7 @@ from conftest import (
     FakeClock,
     connect,
     register,
+    start_auth,
 )
 from flask import Flask
 from flask.testing import FlaskClient
@@ -74,14 +75,6 @@ def form(request_body: object) -> dict[str, str]:
 
 def token_body(access: str = "access-2", **fields: object) -> dict[str, object]:
     return {"access_token": access, "token_type": "bearer", "expires_in": 3600, **fields}
-
-
-def start_auth(client: FlaskClient, admin_headers: dict[str, str], path: str = "/auth") -> str:
-    """Start the flow as the operator's browser; return the state from the redirect."""
-    response = client.get(f"{path}?provider=acme", headers=admin_headers)
-    assert response.status_code == 302
-    query = parse_qs(urlsplit(response.headers["Location"]).query)
-    return query["state"][0]
 
 
 def pending_count(repo: Repository) -> int:
